@@ -1,0 +1,72 @@
+// What a device says, once the broker has authorised it: events become
+// alerts, heartbeats and status update presence. Bad payloads are counted and
+// logged (once per burst), never fatal and never an alert.
+import type { Logger } from 'pino';
+import {
+  EventPayload, HeartbeatPayload, parseJsonPayload, StatusPayload, type DeviceUplink as UplinkChannel, type ParsedPayload,
+} from '../../protocol/index.ts';
+import type { Clock } from '../clock.ts';
+import { LogThrottle } from '../log-throttle.ts';
+import type { Counters } from '../metrics/counters.ts';
+import type { AlertIntake } from '../pipeline/alert-intake.ts';
+import type { Registry } from '../registry/registry.ts';
+
+export interface DeviceUplinkDeps {
+  intake: AlertIntake;
+  registry: Registry;
+  clock: Clock;
+  counters: Counters;
+  log: Logger;
+}
+
+/** `"online"` as JSON (the contract) or bare `online` (what mosquitto_pub users type). */
+function parseStatus(payload: Buffer): ParsedPayload<StatusPayload> {
+  const text = payload.toString('utf8').trim();
+  return parseJsonPayload(StatusPayload, text.startsWith('"') ? text : JSON.stringify(text));
+}
+
+export class DeviceUplink {
+  private readonly throttle: LogThrottle;
+
+  constructor(private readonly deps: DeviceUplinkDeps) {
+    this.throttle = new LogThrottle(deps.log);
+  }
+
+  /**
+   * Resolves when the message is handled; for an event, only once the alert
+   * is durable. Rejects only when the device must not get its PUBACK (the
+   * store could not commit), so that it retries.
+   */
+  async handle(deviceId: string, channel: UplinkChannel, payload: Buffer): Promise<void> {
+    const receivedAt = this.deps.clock.now();
+    this.deps.counters.inc('device_messages_total', { channel });
+    switch (channel) {
+      case 'event': {
+        const parsed = parseJsonPayload(EventPayload, payload);
+        if (!parsed.ok) return this.reject(deviceId, channel, parsed);
+        await this.deps.intake.accept({ deviceId, event: parsed.value, source: 'mqtt', receivedAt });
+        return;
+      }
+      case 'heartbeat': {
+        const parsed = parseJsonPayload(HeartbeatPayload, payload);
+        if (!parsed.ok) return this.reject(deviceId, channel, parsed);
+        const { battery, rssi, fw } = parsed.value;
+        this.deps.registry.notePresence(deviceId, { battery, rssi, fw }, receivedAt);
+        return;
+      }
+      case 'status': {
+        const parsed = parseStatus(payload);
+        if (!parsed.ok) return this.reject(deviceId, channel, parsed);
+        this.deps.registry.notePresence(deviceId, {}, receivedAt);
+        return;
+      }
+    }
+  }
+
+  private reject(deviceId: string, channel: UplinkChannel, failure: Extract<ParsedPayload<unknown>, { ok: false }>): void {
+    this.deps.counters.inc('device_payload_rejected_total', { channel, reason: failure.reason });
+    this.throttle.warn(`${deviceId}:${channel}:${failure.reason}`, {
+      deviceId, channel, reason: failure.reason, field: failure.field, error: failure.message, code: 'BAD_PAYLOAD',
+    }, `rejected ${channel} payload from ${deviceId}: ${failure.message}`);
+  }
+}

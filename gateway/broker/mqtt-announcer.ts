@@ -1,0 +1,25 @@
+// Alert changes out to MQTT: the pressing device's `ack` topic ("help is
+// coming") and, for integrators, `safehaven/v1/alerts/{alertId}`.
+import type { Logger } from 'pino';
+import { topics, type AckPayload } from '../../protocol/index.ts';
+import type { AlertBus, AlertChange } from '../pipeline/alert-bus.ts';
+import type { MqttBroker } from './mqtt-broker.ts';
+
+export function ackFor(change: AlertChange): AckPayload {
+  return { seq: change.alert.seq, alertId: change.alert.id, state: change.alert.state };
+}
+
+export function announceOverMqtt(bus: AlertBus, broker: MqttBroker, log: Logger): () => void {
+  const failed = (what: string, alertId: string) => (err: unknown) => log.error({ err, alertId }, `could not publish ${what}`);
+  return bus.on((change) => {
+    const { alert } = change;
+    // A state change, or a repeat of the press (the device may have missed earlier acks): tell the device where its alert is.
+    if (alert.source === 'mqtt' && (change.kind === 'received' || change.kind === 'state' || change.kind === 'repeat' || change.kind === 'resolved' || change.kind === 'acked')) {
+      broker.publish(topics.ack(alert.deviceId), JSON.stringify(ackFor(change)), { qos: 1, retain: false }).catch(failed('device ack', alert.id));
+    }
+    if (change.kind !== 'repeat') {
+      broker.publish(topics.alert(alert.id), JSON.stringify({ event: change.kind, alert, site: change.site }), { qos: 1, retain: false })
+        .catch(failed('integrator alert', alert.id));
+    }
+  });
+}

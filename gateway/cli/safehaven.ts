@@ -1,0 +1,145 @@
+// `safehaven <command>`: one CLI for the gateway, its simulators and tools.
+// In a checkout: `npm run safehaven -- <command>`.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { z } from 'zod';
+import { press, PressError } from '../../device-sim/press.ts';
+import { describeIssues, DeviceId, EventType, formatDeviceEvent } from '../../protocol/index.ts';
+import { POLICE_SECRET_FILE } from '../data-dir-secrets.ts';
+import { createRootLogger } from '../logger.ts';
+import { runGateway } from '../main.ts';
+import { PoliceSim } from '../police-sim/police-sim.ts';
+import { demoSecret, readDemoKey } from '../registry/demo-credentials.ts';
+
+const USAGE = `usage: safehaven <command> [options]
+
+commands:
+  gateway                       run the gateway (same as npm start)
+  police-sim [options]          run a stand-in police endpoint
+      --host H --port P           listen address (default 127.0.0.1:8090)
+      --secret S                  HMAC key; default: <data-dir>/police-secret
+      --latency-ms N --fail-rate R --fail-status S   inject slowness and failures
+  sim press <deviceId> [options]  press one button and show the acks
+      --secret S                  device secret; default: derived for demo devices
+      --type T                    panic|intrusion|door|tamper|test (default panic)
+      --seq N                     default: the current time in ms (always increasing)
+      --mqtt URL                  default mqtt://127.0.0.1:$SAFEHAVEN_MQTT_PORT or :1883
+      --wait-ms N                 how long to wait for the police ack (default 10000)
+  frame --device ID --secret S --seq N --type T [--ts MS --rssi DBM --battery PCT]
+                                print one valid serial device-event line
+
+common: --data-dir D (default $SAFEHAVEN_DATA_DIR or ./data)
+`;
+
+class UsageError extends Error {}
+
+const intArg = (name: string) => z.coerce.number({ error: `--${name} must be a number` }).int(`--${name} must be a whole number`);
+
+function parse<S extends z.ZodType>(schema: S, values: unknown): z.infer<S> {
+  const result = schema.safeParse(values);
+  if (result.success) return result.data;
+  const { field, message } = describeIssues(result.error);
+  throw new UsageError(field ? `--${field}: ${message.replace(`${field}: `, '')}` : message);
+}
+
+function dataDir(values: { 'data-dir'?: string }): string {
+  return values['data-dir'] ?? process.env.SAFEHAVEN_DATA_DIR ?? './data';
+}
+
+async function policeSim(args: string[]): Promise<void> {
+  const { values } = parseArgs({ args, options: {
+    host: { type: 'string' }, port: { type: 'string' }, secret: { type: 'string' }, 'data-dir': { type: 'string' },
+    'latency-ms': { type: 'string' }, 'fail-rate': { type: 'string' }, 'fail-status': { type: 'string' },
+  } });
+  const opts = parse(z.object({
+    host: z.string().default('127.0.0.1'),
+    port: intArg('port').min(0).max(65535).default(8090),
+    'latency-ms': intArg('latency-ms').min(0).default(0),
+    'fail-rate': z.coerce.number().min(0).max(1).default(0),
+    'fail-status': intArg('fail-status').min(300).max(599).default(503),
+  }), values);
+  const secret = values.secret ?? readFileSync(join(dataDir(values), POLICE_SECRET_FILE), 'utf8').trim();
+  const log = createRootLogger(process.env.SAFEHAVEN_LOG_LEVEL ?? 'info');
+  const sim = new PoliceSim({
+    host: opts.host, port: opts.port, secret, log, latencyMs: opts['latency-ms'], failRate: opts['fail-rate'], failStatus: opts['fail-status'],
+  });
+  await sim.start();
+  process.stderr.write(`police-sim listening: POST ${sim.url()} (GET it for what was received, POST /control to change behaviour)\n`);
+  const stop = () => void sim.stop().then(() => process.exit(0));
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+}
+
+async function simPress(args: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: {
+    secret: { type: 'string' }, type: { type: 'string' }, seq: { type: 'string' }, mqtt: { type: 'string' },
+    'wait-ms': { type: 'string' }, 'data-dir': { type: 'string' },
+  } });
+  const opts = parse(z.object({
+    deviceId: DeviceId,
+    type: EventType.default('panic'),
+    seq: intArg('seq').min(0).default(Date.now()),
+    'wait-ms': intArg('wait-ms').min(100).default(10_000),
+  }), { ...values, deviceId: positionals[0] });
+  const secret = values.secret ?? demoSecret(readDemoKey(dataDir(values)), opts.deviceId);
+  const url = values.mqtt ?? `mqtt://127.0.0.1:${process.env.SAFEHAVEN_MQTT_PORT ?? 1883}`;
+  process.stderr.write(`pressing ${opts.deviceId} (${opts.type}, seq ${opts.seq}) via ${url}\n`);
+  const result = await press({
+    url, deviceId: opts.deviceId, secret, type: opts.type, seq: opts.seq, waitMs: opts['wait-ms'], until: 'acknowledged',
+    onAck: (ack, ms) => process.stderr.write(`  +${ms} ms  ${ack.state.padEnd(12)} alert ${ack.alertId}\n`),
+  });
+  process.stderr.write(`PUBACK after ${result.pubackMs} ms (the alert was stored before it was sent)\n`);
+  if (!result.reached) {
+    process.stderr.write(`no police acknowledgement within ${opts['wait-ms']} ms: the gateway keeps retrying; see /api/alerts\n`);
+    process.exitCode = 3;
+  }
+}
+
+function frame(args: string[]): void {
+  const { values } = parseArgs({ args, options: {
+    device: { type: 'string' }, secret: { type: 'string' }, seq: { type: 'string' }, type: { type: 'string' },
+    ts: { type: 'string' }, rssi: { type: 'string' }, battery: { type: 'string' },
+  } });
+  const f = parse(z.object({
+    device: DeviceId,
+    secret: z.string().min(1),
+    seq: intArg('seq').min(0),
+    type: EventType,
+    ts: intArg('ts').min(0).default(Date.now()),
+    rssi: intArg('rssi').min(-150).max(0).default(-60),
+    battery: intArg('battery').min(0).max(100).default(100),
+  }), values);
+  process.stdout.write(formatDeviceEvent({ deviceId: f.device, seq: f.seq, type: f.type, ts: f.ts, rssi: f.rssi, battery: f.battery }, f.secret));
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'gateway': return await runGateway();
+      case 'police-sim': return await policeSim(rest);
+      case 'sim':
+        if (rest[0] === 'press') return await simPress(rest.slice(1));
+        throw new UsageError(`unknown sim command ${rest[0] ?? '(none)'}: try "sim press <deviceId>"`);
+      case 'frame': return frame(rest);
+      case undefined: case 'help': case '--help': case '-h':
+        process.stdout.write(USAGE);
+        return;
+      default:
+        throw new UsageError(`unknown command ${command}`);
+    }
+  } catch (err) {
+    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`safehaven: ${(err as Error).message}\n\n${USAGE}`);
+      process.exit(2);
+    }
+    if (err instanceof PressError) {
+      process.stderr.write(`safehaven: ${err.code}: ${err.message}\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
+}
+
+await main(process.argv.slice(2));

@@ -1,0 +1,153 @@
+// Configuration: one schema for the config file and the environment, validated
+// at start-up so that a bad value stops the gateway with its name, not at 3 a.m.
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { describeIssues } from '../protocol/index.ts';
+
+const Port = z.int().min(0).max(65535);
+const HttpUrl = z.url({ protocol: /^https?$/ });
+
+export const PoliceRoute = z.strictObject({
+  /** Police station name as in the sites' `policeStation`, or a district name. */
+  match: z.string().min(1),
+  url: HttpUrl,
+  fallbackUrl: HttpUrl.optional(),
+  secret: z.string().min(16).optional(),
+});
+export type PoliceRoute = z.infer<typeof PoliceRoute>;
+
+export const ConfigSchema = z.strictObject({
+  dataDir: z.string().min(1).default('./data'),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Bootstrap admin bearer token; when unset one is generated into the data dir. */
+  adminToken: z.string().min(16, 'at least 16 characters').optional(),
+  mqtt: z.strictObject({
+    host: z.string().default('0.0.0.0'),
+    port: Port.default(1883),
+  }).prefault({}),
+  http: z.strictObject({
+    host: z.string().default('0.0.0.0'),
+    port: Port.default(8080),
+    /** Host name shown in the start-up banner and used for links. */
+    publicHost: z.string().default('localhost'),
+  }).prefault({}),
+  police: z.strictObject({
+    /** Default route. Unset = an in-process police simulator (said loudly). */
+    url: HttpUrl.optional(),
+    /** HMAC key for the default route; when unset one is generated into the data dir. */
+    secret: z.string().min(16, 'at least 16 characters').optional(),
+    routes: z.array(PoliceRoute).default([]),
+    timeoutMs: z.int().min(100).max(60_000).default(5000),
+    concurrency: z.int().min(1).max(1024).default(32),
+    retryBaseMs: z.int().min(10).max(60_000).default(500),
+    retryMaxMs: z.int().min(100).max(3_600_000).default(30_000),
+  }).prefault({}),
+  store: z.strictObject({
+    /** FULL: a commit survives power loss. NORMAL: survives a process crash only. */
+    synchronous: z.enum(['full', 'normal']).default('full'),
+  }).prefault({}),
+  demo: z.strictObject({
+    /** Seed a demo registry of Seoul into an empty store. */
+    enabled: z.boolean().default(true),
+    stores: z.int().min(0).max(100_000).default(656),
+    homes: z.int().min(0).max(100_000).default(3000),
+    seed: z.int().default(1),
+  }).prefault({}),
+  influx: z.strictObject({ url: HttpUrl.optional() }).prefault({}),
+  serial: z.strictObject({ path: z.string().min(1).optional() }).prefault({}),
+  supervision: z.strictObject({
+    /** Heartbeat interval pushed to devices on their retained config topic. */
+    heartbeatSec: z.int().min(1).max(86_400).default(60),
+  }).prefault({}),
+});
+export type Config = z.infer<typeof ConfigSchema>;
+
+/**
+ * Environment variables and the config path each one sets. The README's
+ * configuration table is checked against this list by a test.
+ */
+export const ENV_VARS: ReadonlyArray<{ name: string; path: string; kind: 'string' | 'int' | 'bool'; doc: string }> = [
+  { name: 'SAFEHAVEN_CONFIG', path: '', kind: 'string', doc: 'JSON config file; env vars override it' },
+  { name: 'SAFEHAVEN_DATA_DIR', path: 'dataDir', kind: 'string', doc: 'store, generated secrets (default ./data)' },
+  { name: 'SAFEHAVEN_LOG_LEVEL', path: 'logLevel', kind: 'string', doc: 'pino level (default info)' },
+  { name: 'SAFEHAVEN_ADMIN_TOKEN', path: 'adminToken', kind: 'string', doc: 'bootstrap admin bearer token (default: generated into <dataDir>/admin-token)' },
+  { name: 'SAFEHAVEN_MQTT_HOST', path: 'mqtt.host', kind: 'string', doc: 'MQTT bind address (default 0.0.0.0)' },
+  { name: 'SAFEHAVEN_MQTT_PORT', path: 'mqtt.port', kind: 'int', doc: 'MQTT port (default 1883; 0 = any free port)' },
+  { name: 'SAFEHAVEN_HTTP_HOST', path: 'http.host', kind: 'string', doc: 'HTTP bind address (default 0.0.0.0)' },
+  { name: 'SAFEHAVEN_HTTP_PORT', path: 'http.port', kind: 'int', doc: 'HTTP port for API and dashboard (default 8080; 0 = any free port)' },
+  { name: 'SAFEHAVEN_POLICE_URL', path: 'police.url', kind: 'string', doc: 'default police route (default: in-process simulator)' },
+  { name: 'SAFEHAVEN_POLICE_SECRET', path: 'police.secret', kind: 'string', doc: 'HMAC key for the default route (default: generated into <dataDir>/police-secret)' },
+  { name: 'SAFEHAVEN_POLICE_TIMEOUT_MS', path: 'police.timeoutMs', kind: 'int', doc: 'per-attempt timeout of a police POST (default 5000)' },
+  { name: 'SAFEHAVEN_STORE_SYNCHRONOUS', path: 'store.synchronous', kind: 'string', doc: 'full (survives power loss, default) or normal (survives a crash)' },
+  { name: 'SAFEHAVEN_DEMO', path: 'demo.enabled', kind: 'bool', doc: 'seed the Seoul demo registry into an empty store (default true)' },
+  { name: 'SAFEHAVEN_DEMO_STORES', path: 'demo.stores', kind: 'int', doc: 'demo safety-haven stores (default 656)' },
+  { name: 'SAFEHAVEN_DEMO_HOMES', path: 'demo.homes', kind: 'int', doc: 'demo home-patrol households (default 3000)' },
+  { name: 'SAFEHAVEN_HEARTBEAT_SEC', path: 'supervision.heartbeatSec', kind: 'int', doc: 'heartbeat interval pushed to devices (default 60)' },
+  { name: 'SAFEHAVEN_INFLUX_URL', path: 'influx.url', kind: 'string', doc: 'InfluxDB 1.x URL with database, e.g. http://127.0.0.1:8086/safehaven' },
+  { name: 'SAFEHAVEN_SERIAL_PATH', path: 'serial.path', kind: 'string', doc: 'RF receiver dongle serial port (unset = no serial bridge)' },
+];
+
+export class ConfigError extends Error {
+  readonly code = 'CONFIG_INVALID';
+  constructor(message: string, readonly setting: string) {
+    super(message);
+  }
+}
+
+function setPath(target: Record<string, unknown>, path: string, value: unknown): void {
+  const keys = path.split('.');
+  let node = target;
+  for (const key of keys.slice(0, -1)) {
+    const next = node[key];
+    node = (typeof next === 'object' && next !== null ? next : (node[key] = {})) as Record<string, unknown>;
+  }
+  node[keys[keys.length - 1]!] = value;
+}
+
+function envValue(name: string, raw: string, kind: 'string' | 'int' | 'bool'): unknown {
+  if (kind === 'string') return raw;
+  if (kind === 'bool') {
+    if (/^(1|true|yes|on)$/i.test(raw)) return true;
+    if (/^(0|false|no|off)$/i.test(raw)) return false;
+    throw new ConfigError(`${name}=${JSON.stringify(raw)}: expected true or false`, name);
+  }
+  if (!/^-?\d+$/.test(raw.trim())) throw new ConfigError(`${name}=${JSON.stringify(raw)}: expected a whole number`, name);
+  return Number(raw);
+}
+
+function readConfigFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`SAFEHAVEN_CONFIG=${path}: cannot read: ${(err as Error).message}`, 'SAFEHAVEN_CONFIG');
+  }
+  try {
+    const parsed: unknown = JSON.parse(text);
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('top level must be an object');
+    return parsed as Record<string, unknown>;
+  } catch (err) {
+    throw new ConfigError(`SAFEHAVEN_CONFIG=${path}: not a JSON object: ${(err as Error).message}`, 'SAFEHAVEN_CONFIG');
+  }
+}
+
+/**
+ * Config file (if SAFEHAVEN_CONFIG names one), then env vars on top, then the
+ * schema. Throws ConfigError naming the setting (and the env var that set it).
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const raw: Record<string, unknown> = env.SAFEHAVEN_CONFIG ? readConfigFile(env.SAFEHAVEN_CONFIG) : {};
+  const fromEnv = new Map<string, string>();
+  for (const { name, path, kind } of ENV_VARS) {
+    const value = env[name];
+    if (!path || value === undefined || value === '') continue;
+    setPath(raw, path, envValue(name, value, kind));
+    fromEnv.set(path, name);
+  }
+  const result = ConfigSchema.safeParse(raw);
+  if (result.success) return result.data;
+  const { field, message } = describeIssues(result.error);
+  const envName = field ? fromEnv.get(field) : undefined;
+  const where = envName ? `${envName} (${field})` : field ? `config setting ${field}` : 'config';
+  throw new ConfigError(`invalid ${where}: ${message.replace(`${field}: `, '')}`, envName ?? field ?? 'config');
+}

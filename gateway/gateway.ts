@@ -1,0 +1,188 @@
+// The composition root: builds every component from the config and wires
+// them together. Nothing else constructs components, so tests can start the
+// whole gateway (on ephemeral ports, a temp data dir) or swap one dependency.
+import type { FastifyInstance } from 'fastify';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import { ConfigPayload, topics } from '../protocol/index.ts';
+import { DeviceUplink } from './broker/device-uplink.ts';
+import { makeAuthenticate, makeAuthorizePublish, makeAuthorizeSubscribe } from './broker/hooks.ts';
+import { announceOverMqtt } from './broker/mqtt-announcer.ts';
+import { MqttBroker } from './broker/mqtt-broker.ts';
+import { systemClock, type Clock } from './clock.ts';
+import type { Config } from './config.ts';
+import { ADMIN_TOKEN_FILE, loadOrCreateSecret, POLICE_SECRET_FILE } from './data-dir-secrets.ts';
+import { Dispatcher } from './dispatch/dispatcher.ts';
+import { createPoliceClient, type PoliceHttpClient } from './dispatch/police-client.ts';
+import { RouteTable } from './dispatch/route-table.ts';
+import { buildApp } from './http/app.ts';
+import type { HealthReport } from './http/routes/health.ts';
+import { createRootLogger } from './logger.ts';
+import { Counters } from './metrics/counters.ts';
+import { AlertBus } from './pipeline/alert-bus.ts';
+import { AlertIntake } from './pipeline/alert-intake.ts';
+import { AlertLifecycle } from './pipeline/alert-lifecycle.ts';
+import { PoliceSim } from './police-sim/police-sim.ts';
+import { Registry } from './registry/registry.ts';
+import { seedDemoRegistry } from './registry/seed.ts';
+import { AlertRepo } from './store/alert-repo.ts';
+import { AuditRepo } from './store/audit-repo.ts';
+import { CommitQueue } from './store/commit-queue.ts';
+import { openDatabase, type Db } from './store/database.ts';
+import { RegistryRepo } from './store/registry-repo.ts';
+import { TokenRepo } from './store/token-repo.ts';
+
+export interface GatewayDeps {
+  log?: Logger;
+  clock?: Clock;
+  policeClient?: PoliceHttpClient;
+}
+
+/** Where everything is, for the start-up banner, /healthz and tests. */
+export interface GatewayInfo {
+  mqttPort: number;
+  httpPort: number;
+  httpUrl: string;
+  dataDir: string;
+  policeUrl: string;
+  policeSimulator: boolean;
+  adminTokenSource: string;
+  sites: number;
+  devices: number;
+}
+
+const PRESENCE_FLUSH_MS = 5000;
+const SHUTDOWN_GRACE_MS = 5000;
+
+export class Gateway {
+  readonly counters = new Counters();
+  private readonly log: Logger;
+  private readonly clock: Clock;
+  private db: Db | null = null;
+  private commits: CommitQueue | null = null;
+  private broker: MqttBroker | null = null;
+  private http: FastifyInstance | null = null;
+  private dispatcher: Dispatcher | null = null;
+  private policeClient: PoliceHttpClient | null = null;
+  private registry: Registry | null = null;
+  private presenceTimer: NodeJS.Timeout | null = null;
+  /** The in-process police stand-in when no police URL is configured. */
+  policeSim: PoliceSim | null = null;
+  info: GatewayInfo | null = null;
+
+  constructor(private readonly config: Config, private readonly deps: GatewayDeps = {}) {
+    this.log = deps.log ?? createRootLogger(config.logLevel);
+    this.clock = deps.clock ?? systemClock;
+  }
+
+  async start(): Promise<GatewayInfo> {
+    const { config, clock, counters } = this;
+    const log = (module: string) => this.log.child({ module });
+
+    const db = (this.db = openDatabase({ dataDir: config.dataDir, synchronous: config.store.synchronous }));
+    const commits = (this.commits = new CommitQueue(db, log('store')));
+    const registryRepo = new RegistryRepo(db);
+    const alerts = new AlertRepo(db);
+    const audit = new AuditRepo(db);
+    const tokens = new TokenRepo(db);
+
+    if (config.demo.enabled && registryRepo.siteCount() === 0) {
+      await seedDemoRegistry(db, registryRepo, clock, { dataDir: config.dataDir, ...config.demo }, log('seed'));
+    }
+    const registry = (this.registry = new Registry(registryRepo, commits, clock));
+    registry.load();
+
+    const adminToken = config.adminToken
+      ? { value: config.adminToken, source: 'SAFEHAVEN_ADMIN_TOKEN' }
+      : (({ value, path }) => ({ value, source: path }))(loadOrCreateSecret(config.dataDir, ADMIN_TOKEN_FILE));
+    const policeSecret = config.police.secret ?? loadOrCreateSecret(config.dataDir, POLICE_SECRET_FILE).value;
+    const policeUrl = config.police.url ?? (await this.startPoliceSim(policeSecret));
+    const routes = new RouteTable({ url: policeUrl, secret: policeSecret }, config.police.routes);
+
+    const bus = new AlertBus(log('bus'));
+    const lifecycle = new AlertLifecycle({ alerts, audit, commits, registry, bus, clock });
+    this.policeClient = this.deps.policeClient ?? createPoliceClient({ connectionsPerOrigin: config.police.concurrency });
+    const dispatcher = (this.dispatcher = new Dispatcher(
+      { alerts, commits, lifecycle, registry, routes, http: this.policeClient, clock, counters, log: log('dispatch') },
+      config.police,
+    ));
+    const intake = new AlertIntake({ registry, alerts, commits, routes, bus, onNewAlert: () => dispatcher.notify(), counters, log: log('intake') });
+
+    const uplink = new DeviceUplink({ intake, registry, clock, counters, log: log('uplink') });
+    const hookDeps = { registry, uplink, counters, log: log('mqtt') };
+    const broker = (this.broker = new MqttBroker(config.mqtt, {
+      authenticate: makeAuthenticate(hookDeps),
+      authorizePublish: makeAuthorizePublish(hookDeps),
+      authorizeSubscribe: makeAuthorizeSubscribe(hookDeps),
+    }, counters, log('mqtt')));
+    await broker.start();
+    announceOverMqtt(bus, broker, log('announce'));
+    await this.publishDeviceConfig();
+    dispatcher.start();
+    this.presenceTimer = setInterval(() => registry.flushPresence().catch((err) => this.log.error({ err }, 'presence flush failed')), PRESENCE_FLUSH_MS);
+    this.presenceTimer.unref();
+
+    const health = (): HealthReport => this.health(routes, policeUrl);
+    const http = (this.http = await buildApp({
+      auth: { tokens, adminToken: adminToken.value, now: () => clock.now() },
+      registry, alerts, audit, tokens, commits, lifecycle, health,
+      isOnline: (id) => broker.isConnected(id),
+      log: log('http'),
+    }));
+    await http.listen({ host: config.http.host, port: config.http.port });
+    const httpPort = (http.server.address() as AddressInfo).port;
+
+    const counts = registry.counts();
+    this.info = {
+      mqttPort: broker.port(), httpPort, httpUrl: `http://${config.http.publicHost}:${httpPort}`, dataDir: config.dataDir,
+      policeUrl, policeSimulator: this.policeSim !== null, adminTokenSource: adminToken.source, sites: counts.sites, devices: counts.devices,
+    };
+    return this.info;
+  }
+
+  private async startPoliceSim(secret: string): Promise<string> {
+    this.policeSim = new PoliceSim({ host: '127.0.0.1', port: 0, secret, log: this.log.child({ module: 'police-sim' }) });
+    await this.policeSim.start();
+    this.log.warn({ url: this.policeSim.url() }, 'NO POLICE URL CONFIGURED: alerts go to an in-process POLICE SIMULATOR, not to the police. Set SAFEHAVEN_POLICE_URL.');
+    return this.policeSim.url();
+  }
+
+  /** The heartbeat interval every device should use, on its retained config topic. */
+  private async publishDeviceConfig(): Promise<void> {
+    const payload = JSON.stringify(ConfigPayload.parse({ heartbeatSec: this.config.supervision.heartbeatSec }));
+    for (const device of this.registry!.allDevices()) {
+      await this.broker!.publish(topics.config(device.id), payload, { qos: 1, retain: true });
+    }
+  }
+
+  private health(routes: RouteTable, policeUrl: string): HealthReport {
+    const store = this.commits!.status();
+    const dispatch = this.dispatcher!.status();
+    const simulator = this.policeSim !== null;
+    const status = !store.ok ? 'unhealthy' : simulator || dispatch.failingEndpoints.length > 0 ? 'degraded' : 'ok';
+    return {
+      status,
+      ...(simulator ? { warning: 'ALERTS GO TO A POLICE SIMULATOR, NOT TO THE POLICE: set SAFEHAVEN_POLICE_URL' } : {}),
+      broker: { status: 'ok', port: this.broker!.port(), connectedClients: this.broker!.connectedClients() },
+      store: { status: store.ok ? 'ok' : 'failing', ...store },
+      police: { simulator, defaultUrl: policeUrl, routes: routes.describe(), ...dispatch },
+      influx: { status: 'disabled' },
+      serial: { status: 'disabled' },
+      counters: this.counters.snapshot(),
+    };
+  }
+
+  /** Stops taking new work first, then lets in-flight work finish, then closes the store. */
+  async stop(): Promise<void> {
+    if (this.presenceTimer) clearInterval(this.presenceTimer);
+    await this.http?.close();
+    await this.broker?.stop();
+    await this.dispatcher?.stop(SHUTDOWN_GRACE_MS);
+    await this.registry?.flushPresence().catch((err) => this.log.error({ err }, 'presence flush on shutdown failed'));
+    this.commits?.close();
+    this.db?.close();
+    await this.policeClient?.close();
+    await this.policeSim?.stop();
+    this.http = this.broker = this.dispatcher = this.commits = this.db = null;
+  }
+}

@@ -1,0 +1,50 @@
+// Bearer-token auth with three roles, each including the ones below it:
+// viewer (sees), dispatcher (acts on alerts), admin (also manages devices).
+import { timingSafeEqual } from 'node:crypto';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { hashToken } from '../registry/secrets.ts';
+import { ROLES, type Role, type TokenRepo } from '../store/token-repo.ts';
+import { HttpError } from './errors.ts';
+
+export interface Principal {
+  name: string;
+  role: Role;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    principal: Principal | null;
+  }
+}
+
+export interface AuthDeps {
+  tokens: TokenRepo;
+  adminToken: string;
+  now: () => number;
+}
+
+function sameSecret(a: string, b: string): boolean {
+  return timingSafeEqual(Buffer.from(hashToken(a), 'hex'), Buffer.from(hashToken(b), 'hex'));
+}
+
+export function principalFor(deps: AuthDeps, authorization: string | undefined): Principal {
+  const match = /^Bearer\s+(\S+)$/i.exec(authorization ?? '');
+  if (!match) throw new HttpError(401, 'UNAUTHENTICATED', 'an Authorization: Bearer <token> header is required');
+  const token = match[1]!;
+  if (sameSecret(token, deps.adminToken)) return { name: 'bootstrap-admin', role: 'admin' };
+  const record = deps.tokens.lookup(token);
+  if (!record || record.revokedAt !== null) throw new HttpError(401, 'BAD_TOKEN', 'unknown or revoked token');
+  if (record.expiresAt !== null && record.expiresAt <= deps.now()) throw new HttpError(401, 'TOKEN_EXPIRED', 'token expired');
+  return { name: record.name, role: record.role };
+}
+
+/** preHandler: authenticates the request and demands at least `role`. */
+export function requireRole(deps: AuthDeps, role: Role) {
+  return async (req: FastifyRequest, _reply: FastifyReply): Promise<void> => {
+    const principal = principalFor(deps, req.headers.authorization);
+    if (ROLES.indexOf(principal.role) < ROLES.indexOf(role)) {
+      throw new HttpError(403, 'FORBIDDEN', `this needs the ${role} role; the token has ${principal.role}`);
+    }
+    req.principal = principal;
+  };
+}

@@ -1,0 +1,107 @@
+// The alert path's entry: one device event (from MQTT or a serial dongle)
+// becomes one durable alert with its outbox row, exactly once per (device, seq).
+import type { Logger } from 'pino';
+import { deriveAlertId, EVENT_PRIORITY, type EventPayload } from '../../protocol/index.ts';
+import type { Counters } from '../metrics/counters.ts';
+import type { Registry } from '../registry/registry.ts';
+import type { AlertRecord, AlertRepo, AlertSource } from '../store/alert-repo.ts';
+import type { CommitQueue } from '../store/commit-queue.ts';
+import type { AlertBus } from './alert-bus.ts';
+import type { RouteTable } from '../dispatch/route-table.ts';
+
+/** A device clock further off than this is not trusted for `pressedAt`. */
+export const CLOCK_SKEW_LIMIT_MS = 5 * 60_000;
+
+export interface IncomingEvent {
+  deviceId: string;
+  event: EventPayload;
+  source: AlertSource;
+  receivedAt: number;
+}
+
+export interface IntakeResult {
+  alert: AlertRecord;
+  /** True when this (device, seq) was already an alert: nothing new was stored or dispatched. */
+  repeat: boolean;
+}
+
+export class IntakeError extends Error {
+  constructor(readonly code: 'UNKNOWN_DEVICE' | 'UNKNOWN_SITE', message: string) {
+    super(message);
+  }
+}
+
+export interface AlertIntakeDeps {
+  registry: Registry;
+  alerts: AlertRepo;
+  commits: CommitQueue;
+  routes: RouteTable;
+  bus: AlertBus;
+  /** Wakes the dispatcher: a new outbox row is due now. */
+  onNewAlert: (alert: AlertRecord) => void;
+  counters: Counters;
+  log: Logger;
+}
+
+export class AlertIntake {
+  /** Alerts being committed right now, so a DUP arriving mid-commit joins the first one. */
+  private readonly committing = new Map<string, Promise<IntakeResult>>();
+
+  constructor(private readonly deps: AlertIntakeDeps) {}
+
+  /**
+   * Resolves once the alert is durable (the caller may then PUBACK / ack the
+   * dongle); rejects if it is not (the caller must not acknowledge, so the
+   * device retries).
+   */
+  accept(incoming: IncomingEvent): Promise<IntakeResult> {
+    const alertId = deriveAlertId(incoming.deviceId, incoming.event.seq);
+    const inFlight = this.committing.get(alertId);
+    if (inFlight) return inFlight.then(({ alert }) => this.repeat(alert));
+    const existing = this.deps.alerts.get(alertId);
+    if (existing) return Promise.resolve(this.repeat(existing));
+
+    const pending = this.store(alertId, incoming).finally(() => this.committing.delete(alertId));
+    this.committing.set(alertId, pending);
+    return pending;
+  }
+
+  private async store(alertId: string, { deviceId, event, source, receivedAt }: IncomingEvent): Promise<IntakeResult> {
+    const { registry, alerts, commits, routes, bus, counters, log } = this.deps;
+    const device = registry.device(deviceId);
+    if (!device) throw new IntakeError('UNKNOWN_DEVICE', `no device ${deviceId}`);
+    const site = registry.site(device.siteId);
+    if (!site) throw new IntakeError('UNKNOWN_SITE', `device ${deviceId} belongs to missing site ${device.siteId}`);
+
+    const clockSkew = Math.abs(event.ts - receivedAt) > CLOCK_SKEW_LIMIT_MS;
+    const priority = EVENT_PRIORITY[event.type];
+    const alert: AlertRecord = {
+      id: alertId, deviceId, seq: event.seq, siteId: site.id, type: event.type, priority, state: 'received', source,
+      pressedAt: clockSkew ? receivedAt : event.ts, deviceTs: event.ts, receivedAt, clockSkew,
+      caseId: null, deliveredAt: null, ackedAt: null, ackedBy: null, resolvedAt: null, resolvedBy: null,
+      outcome: null, note: null, updatedAt: receivedAt,
+    };
+    const outbox = { alertId, target: 'primary' as const, route: routes.routeFor(site).name, priority, createdAt: receivedAt, nextAt: receivedAt };
+
+    const inserted = await commits.write(() => alerts.insert(alert, outbox));
+    if (!inserted) {
+      // Another path (the other transport) stored the same (device, seq) first.
+      return this.repeat(alerts.get(alertId)!);
+    }
+    counters.inc('alerts_received_total', { type: event.type, source });
+    if (clockSkew) {
+      counters.inc('alerts_clock_skew_total');
+      log.warn({ alertId, deviceId, deviceTs: event.ts, receivedAt }, 'device clock is off by more than 5 minutes: using receive time');
+    }
+    log.info({ alertId, deviceId, siteId: site.id, type: event.type, seq: event.seq, source }, 'alert received');
+    bus.emit({ kind: 'received', alert, site });
+    this.deps.onNewAlert(alert);
+    return { alert, repeat: false };
+  }
+
+  private repeat(alert: AlertRecord): IntakeResult {
+    this.deps.counters.inc('alerts_repeated_total');
+    this.deps.bus.emit({ kind: 'repeat', alert, site: this.deps.registry.site(alert.siteId) });
+    return { alert, repeat: true };
+  }
+}

@@ -1,0 +1,138 @@
+// The registry of sites and devices, held in memory (a few MB for 50,000
+// devices) so that resolving a device to its site on the alert path is a map
+// lookup, with every change written through to the store.
+import { randomBytes } from 'node:crypto';
+import type { DeviceType, Site } from '../../protocol/index.ts';
+import type { Clock } from '../clock.ts';
+import type { CommitQueue } from '../store/commit-queue.ts';
+import type { DeviceRecord, RegistryRepo } from '../store/registry-repo.ts';
+import { generateSecret, hashSecret, STRONG_COST, VerifiedSecretCache, verifySecret } from './secrets.ts';
+
+export type AuthOutcome = 'ok' | 'unknown-device' | 'revoked' | 'bad-secret';
+
+/** Short prefix per type so an installer can tell a device's kind from its id. */
+export const DEVICE_ID_PREFIX: Record<DeviceType, string> = {
+  'panic-button': 'pb',
+  'motion-sensor': 'ms',
+  'door-sensor': 'ds',
+  'alarm-bell': 'ab',
+  'rf-receiver': 'rx',
+};
+
+export class RegistryError extends Error {
+  constructor(readonly code: 'UNKNOWN_SITE' | 'DEVICE_EXISTS' | 'SITE_EXISTS', message: string, readonly field: string) {
+    super(message);
+  }
+}
+
+export class Registry {
+  private readonly sites = new Map<string, Site>();
+  private readonly devices = new Map<string, DeviceRecord>();
+  private readonly verified = new VerifiedSecretCache();
+
+  constructor(
+    private readonly repo: RegistryRepo,
+    private readonly commits: CommitQueue,
+    private readonly clock: Clock,
+  ) {}
+
+  load(): void {
+    this.sites.clear();
+    this.devices.clear();
+    for (const site of this.repo.allSites()) this.sites.set(site.id, site);
+    for (const device of this.repo.allDevices()) this.devices.set(device.id, device);
+  }
+
+  site(id: string): Site | undefined {
+    return this.sites.get(id);
+  }
+
+  device(id: string): DeviceRecord | undefined {
+    return this.devices.get(id);
+  }
+
+  allSites(): IterableIterator<Site> {
+    return this.sites.values();
+  }
+
+  allDevices(): IterableIterator<DeviceRecord> {
+    return this.devices.values();
+  }
+
+  counts(): { sites: number; devices: number } {
+    return { sites: this.sites.size, devices: this.devices.size };
+  }
+
+  async authenticate(deviceId: string, secret: string): Promise<AuthOutcome> {
+    const device = this.devices.get(deviceId);
+    if (!device) return 'unknown-device';
+    if (device.revokedAt !== null) return 'revoked';
+    if (this.verified.matches(deviceId, secret)) return 'ok';
+    if (!(await verifySecret(secret, device.secretHash))) return 'bad-secret';
+    // Re-check: the device may have been revoked while scrypt ran.
+    if (this.devices.get(deviceId)?.revokedAt !== null) return 'revoked';
+    this.verified.remember(deviceId, secret);
+    return 'ok';
+  }
+
+  async addSite(site: Site): Promise<Site> {
+    if (this.sites.has(site.id)) throw new RegistryError('SITE_EXISTS', `site ${site.id} already exists`, 'id');
+    await this.commits.write(() => this.repo.insertSite(site, this.clock.now()));
+    this.sites.set(site.id, site);
+    return site;
+  }
+
+  /** Creates a device and returns its secret: the only time the secret exists outside the device. */
+  async provision(input: { siteId: string; type: DeviceType; id?: string }): Promise<{ device: DeviceRecord; secret: string }> {
+    if (!this.sites.has(input.siteId)) throw new RegistryError('UNKNOWN_SITE', `no site with id ${input.siteId}`, 'siteId');
+    const id = input.id ?? `${DEVICE_ID_PREFIX[input.type]}-${randomBytes(5).toString('hex')}`;
+    if (this.devices.has(id)) throw new RegistryError('DEVICE_EXISTS', `device ${id} already exists`, 'id');
+    const secret = generateSecret();
+    const secretHash = await hashSecret(secret, STRONG_COST);
+    const device: DeviceRecord = {
+      id, siteId: input.siteId, type: input.type, secretHash, fw: null, battery: null, rssi: null,
+      lastSeen: null, createdAt: this.clock.now(), revokedAt: null,
+    };
+    // Checked again: another request may have taken the id while scrypt ran.
+    if (this.devices.has(id)) throw new RegistryError('DEVICE_EXISTS', `device ${id} already exists`, 'id');
+    this.devices.set(id, device);
+    try {
+      await this.commits.write(() => this.repo.insertDevice(device));
+    } catch (err) {
+      this.devices.delete(id);
+      throw err;
+    }
+    return { device, secret };
+  }
+
+  /** Latest battery/signal/firmware seen from a device; written to the store in batches by flushPresence. */
+  notePresence(deviceId: string, seen: { battery?: number; rssi?: number; fw?: string }, at: number): void {
+    const device = this.devices.get(deviceId);
+    if (!device) return;
+    if (seen.battery !== undefined) device.battery = seen.battery;
+    if (seen.rssi !== undefined) device.rssi = seen.rssi;
+    if (seen.fw !== undefined) device.fw = seen.fw;
+    device.lastSeen = at;
+    this.dirty.add(deviceId);
+  }
+
+  private dirty = new Set<string>();
+
+  /** Writes presence of devices seen since the last flush; a heartbeat never waits for the disk. */
+  async flushPresence(): Promise<number> {
+    if (this.dirty.size === 0) return 0;
+    const ids = [...this.dirty];
+    this.dirty = new Set();
+    const rows = ids.flatMap((id) => {
+      const d = this.devices.get(id);
+      return d ? [{ id, fw: d.fw, battery: d.battery, rssi: d.rssi, lastSeen: d.lastSeen }] : [];
+    });
+    try {
+      await this.commits.write(() => rows.forEach((row) => this.repo.savePresence(row)));
+    } catch (err) {
+      for (const id of ids) this.dirty.add(id);
+      throw err;
+    }
+    return rows.length;
+  }
+}

@@ -1,0 +1,191 @@
+// Alerts, their timelines and the dispatch outbox as rows. Only this module
+// writes their SQL. Mutating methods are synchronous and meant to run inside
+// a CommitQueue job, so that an alert, its first timeline entry and its outbox
+// row are committed together or not at all.
+import { stateRank, type AlertState, type EventType, type ResolveOutcome } from '../../protocol/index.ts';
+import type { Db } from './database.ts';
+
+export type AlertSource = 'mqtt' | 'serial';
+export type OutboxTarget = 'primary' | 'fallback';
+
+export interface AlertRecord {
+  id: string;
+  deviceId: string;
+  seq: number;
+  siteId: string;
+  type: EventType;
+  priority: number;
+  state: AlertState;
+  source: AlertSource;
+  pressedAt: number;
+  deviceTs: number;
+  receivedAt: number;
+  clockSkew: boolean;
+  caseId: string | null;
+  deliveredAt: number | null;
+  ackedAt: number | null;
+  ackedBy: string | null;
+  resolvedAt: number | null;
+  resolvedBy: string | null;
+  outcome: ResolveOutcome | null;
+  note: string | null;
+  updatedAt: number;
+}
+
+export interface TimelineEntry {
+  at: number;
+  kind: string;
+  state: AlertState | null;
+  actor: string | null;
+  detail: Record<string, unknown> | null;
+}
+
+export interface OutboxRow {
+  alertId: string;
+  target: OutboxTarget;
+  route: string;
+  priority: number;
+  createdAt: number;
+  attempts: number;
+  nextAt: number;
+  lastError: string | null;
+  doneAt: number | null;
+}
+
+interface AlertRow extends Omit<AlertRecord, 'deviceId' | 'siteId' | 'pressedAt' | 'deviceTs' | 'receivedAt' | 'clockSkew' | 'caseId' | 'deliveredAt' | 'ackedAt' | 'ackedBy' | 'resolvedAt' | 'resolvedBy' | 'updatedAt'> {
+  device_id: string; site_id: string; pressed_at: number; device_ts: number; received_at: number; clock_skew: number;
+  case_id: string | null; delivered_at: number | null; acked_at: number | null; acked_by: string | null;
+  resolved_at: number | null; resolved_by: string | null; updated_at: number;
+}
+
+const alertFromRow = (r: AlertRow): AlertRecord => ({
+  id: r.id, deviceId: r.device_id, seq: r.seq, siteId: r.site_id, type: r.type, priority: r.priority, state: r.state,
+  source: r.source, pressedAt: r.pressed_at, deviceTs: r.device_ts, receivedAt: r.received_at, clockSkew: r.clock_skew === 1,
+  caseId: r.case_id, deliveredAt: r.delivered_at, ackedAt: r.acked_at, ackedBy: r.acked_by, resolvedAt: r.resolved_at,
+  resolvedBy: r.resolved_by, outcome: r.outcome, note: r.note, updatedAt: r.updated_at,
+});
+
+interface OutboxDbRow {
+  alert_id: string; target: OutboxTarget; route: string; priority: number; created_at: number;
+  attempts: number; next_at: number; last_error: string | null; done_at: number | null;
+}
+
+const outboxFromRow = (r: OutboxDbRow): OutboxRow => ({
+  alertId: r.alert_id, target: r.target, route: r.route, priority: r.priority, createdAt: r.created_at,
+  attempts: r.attempts, nextAt: r.next_at, lastError: r.last_error, doneAt: r.done_at,
+});
+
+export interface AlertQuery {
+  open?: boolean;
+  limit: number;
+}
+
+export class AlertRepo {
+  private readonly stmts;
+
+  constructor(db: Db) {
+    this.stmts = {
+      get: db.prepare('SELECT * FROM alerts WHERE id = ?'),
+      insert: db.prepare(`INSERT OR IGNORE INTO alerts (id, device_id, seq, site_id, type, priority, state, source, pressed_at,
+        device_ts, received_at, clock_skew, updated_at)
+        VALUES (@id, @deviceId, @seq, @siteId, @type, @priority, @state, @source, @pressedAt, @deviceTs, @receivedAt, @clockSkew, @updatedAt)`),
+      insertEvent: db.prepare('INSERT INTO alert_events (alert_id, at, kind, state, actor, detail) VALUES (?, ?, ?, ?, ?, ?)'),
+      insertOutbox: db.prepare(`INSERT OR IGNORE INTO outbox (alert_id, target, route, priority, created_at, next_at)
+        VALUES (@alertId, @target, @route, @priority, @createdAt, @nextAt)`),
+      setState: db.prepare('UPDATE alerts SET state = ?, updated_at = ? WHERE id = ?'),
+      delivered: db.prepare('UPDATE alerts SET delivered_at = coalesce(delivered_at, @at), case_id = coalesce(case_id, @caseId), updated_at = @at WHERE id = @id'),
+      acked: db.prepare('UPDATE alerts SET acked_at = @at, acked_by = @by, updated_at = @at WHERE id = @id AND acked_at IS NULL'),
+      resolved: db.prepare(`UPDATE alerts SET resolved_at = @at, resolved_by = @by, outcome = @outcome, note = @note, updated_at = @at
+        WHERE id = @id AND resolved_at IS NULL`),
+      outboxDone: db.prepare('UPDATE outbox SET done_at = @at, attempts = @attempts, last_error = @error WHERE alert_id = @alertId AND target = @target AND done_at IS NULL'),
+      outboxCancel: db.prepare('UPDATE outbox SET done_at = ?, last_error = ? WHERE alert_id = ? AND done_at IS NULL'),
+      outboxRetry: db.prepare('UPDATE outbox SET attempts = @attempts, next_at = @nextAt, last_error = @error WHERE alert_id = @alertId AND target = @target AND done_at IS NULL'),
+      due: db.prepare('SELECT * FROM outbox WHERE done_at IS NULL AND next_at <= ? ORDER BY priority DESC, created_at LIMIT ?'),
+      nextDue: db.prepare('SELECT min(next_at) FROM outbox WHERE done_at IS NULL').pluck(),
+      pendingCount: db.prepare('SELECT count(*) FROM outbox WHERE done_at IS NULL').pluck(),
+      outboxFor: db.prepare('SELECT * FROM outbox WHERE alert_id = ? ORDER BY target DESC'),
+      timeline: db.prepare('SELECT at, kind, state, actor, detail FROM alert_events WHERE alert_id = ? ORDER BY id'),
+      listOpen: db.prepare("SELECT * FROM alerts WHERE state != 'resolved' ORDER BY priority DESC, received_at LIMIT ?"),
+      listAll: db.prepare('SELECT * FROM alerts ORDER BY received_at DESC LIMIT ?'),
+    };
+  }
+
+  get(id: string): AlertRecord | undefined {
+    const row = this.stmts.get.get(id) as AlertRow | undefined;
+    return row && alertFromRow(row);
+  }
+
+  /** Inserts a new alert with its first timeline entry and outbox row; false if the id already exists. */
+  insert(alert: AlertRecord, outbox: Omit<OutboxRow, 'attempts' | 'lastError' | 'doneAt'>): boolean {
+    const inserted = this.stmts.insert.run({ ...alert, clockSkew: alert.clockSkew ? 1 : 0 }).changes === 1;
+    if (!inserted) return false;
+    this.addEvent(alert.id, alert.receivedAt, 'state', alert.state, null, {
+      source: alert.source, seq: alert.seq, clockSkew: alert.clockSkew || undefined,
+    });
+    this.stmts.insertOutbox.run(outbox);
+    return true;
+  }
+
+  addEvent(alertId: string, at: number, kind: string, state: AlertState | null, actor: string | null, detail: Record<string, unknown> | null): void {
+    this.stmts.insertEvent.run(alertId, at, kind, state, actor, detail ? JSON.stringify(detail) : null);
+  }
+
+  /** Moves the alert forward to `state`; never backwards. Returns the alert if it moved. */
+  advance(alertId: string, state: AlertState, at: number, actor: string | null, detail: Record<string, unknown> | null = null): AlertRecord | null {
+    const current = this.get(alertId);
+    if (!current || stateRank(state) <= stateRank(current.state)) return null;
+    this.stmts.setState.run(state, at, alertId);
+    this.addEvent(alertId, at, 'state', state, actor, detail);
+    return { ...current, state, updatedAt: at };
+  }
+
+  markDelivered(alertId: string, target: OutboxTarget, attempts: number, at: number, caseId: string | null, status: number): void {
+    this.stmts.outboxDone.run({ alertId, target, attempts, at, error: null });
+    this.stmts.delivered.run({ id: alertId, at, caseId });
+    this.addEvent(alertId, at, 'delivered', null, null, { target, attempts, status, caseId });
+  }
+
+  scheduleRetry(alertId: string, target: OutboxTarget, attempts: number, nextAt: number, error: string): void {
+    this.stmts.outboxRetry.run({ alertId, target, attempts, nextAt, error });
+  }
+
+  /** A dispatcher took the alert: recorded once, with who and when. */
+  markAcked(alertId: string, by: string, at: number): boolean {
+    return this.stmts.acked.run({ id: alertId, by, at }).changes === 1;
+  }
+
+  /** Resolving also stops delivery: nobody needs a patrol car for a closed alert. */
+  markResolved(alertId: string, by: string, at: number, outcome: ResolveOutcome, note: string | null): boolean {
+    const changed = this.stmts.resolved.run({ id: alertId, by, at, outcome, note }).changes === 1;
+    if (changed) this.stmts.outboxCancel.run(at, 'cancelled: alert resolved', alertId);
+    return changed;
+  }
+
+  dueOutbox(now: number, limit: number): OutboxRow[] {
+    return (this.stmts.due.all(now, limit) as OutboxDbRow[]).map(outboxFromRow);
+  }
+
+  nextDueAt(): number | null {
+    return (this.stmts.nextDue.get() as number | null) ?? null;
+  }
+
+  pendingOutbox(): number {
+    return this.stmts.pendingCount.get() as number;
+  }
+
+  outboxFor(alertId: string): OutboxRow[] {
+    return (this.stmts.outboxFor.all(alertId) as OutboxDbRow[]).map(outboxFromRow);
+  }
+
+  timeline(alertId: string): TimelineEntry[] {
+    return (this.stmts.timeline.all(alertId) as Array<Omit<TimelineEntry, 'detail'> & { detail: string | null }>).map((e) => ({
+      ...e,
+      detail: e.detail ? (JSON.parse(e.detail) as Record<string, unknown>) : null,
+    }));
+  }
+
+  list(query: AlertQuery): AlertRecord[] {
+    const rows = (query.open ? this.stmts.listOpen : this.stmts.listAll).all(query.limit) as AlertRow[];
+    return rows.map(alertFromRow);
+  }
+}

@@ -1,0 +1,136 @@
+// Group commit: writes that arrive in the same event-loop turn share one
+// transaction and so one fsync. A burst of presses costs one disk flush per
+// batch instead of one per press, and every caller still learns whether *its*
+// write is durable before it acknowledges anything.
+import type { Logger } from 'pino';
+import type { Db } from './database.ts';
+
+export class StoreError extends Error {
+  constructor(readonly code: 'STORE_OVERLOADED' | 'STORE_COMMIT_FAILED' | 'STORE_CLOSED', message: string, options?: ErrorOptions) {
+    super(message, options);
+  }
+}
+
+interface Job {
+  run: () => unknown;
+  resolve: (value: unknown) => void;
+  reject: (err: unknown) => void;
+}
+
+export interface CommitQueueOptions {
+  /** Pending writes beyond this are refused (the device retries), never buffered without end. */
+  maxPending: number;
+  /** Jobs per transaction: bounds how long one flush holds the event loop. */
+  maxBatch: number;
+}
+
+export interface StoreHealth {
+  ok: boolean;
+  lastError: string | null;
+  lastErrorAt: number | null;
+  commits: number;
+  failedCommits: number;
+  rejectedOverloaded: number;
+  pending: number;
+}
+
+export class CommitQueue {
+  private pending: Job[] = [];
+  private scheduled = false;
+  private closed = false;
+  private readonly health: StoreHealth = {
+    ok: true, lastError: null, lastErrorAt: null, commits: 0, failedCommits: 0, rejectedOverloaded: 0, pending: 0,
+  };
+
+  constructor(
+    private readonly db: Db,
+    private readonly log: Logger,
+    private readonly opts: CommitQueueOptions = { maxPending: 20_000, maxBatch: 1000 },
+  ) {}
+
+  /**
+   * Runs `fn` inside the next group transaction. Resolves with its result once
+   * the transaction is committed (durable per the store's `synchronous`
+   * setting); rejects if `fn` throws (only its own savepoint is rolled back)
+   * or if the commit fails (every job of the batch is rejected).
+   */
+  write<T>(fn: () => T): Promise<T> {
+    if (this.closed) return Promise.reject(new StoreError('STORE_CLOSED', 'store is closed'));
+    if (this.pending.length >= this.opts.maxPending) {
+      this.health.rejectedOverloaded++;
+      return Promise.reject(new StoreError('STORE_OVERLOADED', `more than ${this.opts.maxPending} writes pending`));
+    }
+    return new Promise<T>((resolve, reject) => {
+      this.pending.push({ run: fn, resolve: resolve as (v: unknown) => void, reject });
+      if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  /** Commits everything pending now; used on shutdown. */
+  flush(): void {
+    this.scheduled = false;
+    while (this.pending.length > 0) {
+      const batch = this.pending.splice(0, this.opts.maxBatch);
+      this.commit(batch);
+    }
+  }
+
+  private commit(batch: Job[]): void {
+    const outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
+    try {
+      this.db.transaction(() => {
+        for (const job of batch) {
+          try {
+            // A nested transaction is a savepoint: a failing job undoes only itself.
+            outcomes.push({ ok: true, value: this.db.transaction(job.run)() });
+          } catch (error) {
+            outcomes.push({ ok: false, error });
+          }
+        }
+      })();
+    } catch (error) {
+      this.noteFailure(error, batch.length);
+      const failure = new StoreError('STORE_COMMIT_FAILED', `store commit failed: ${(error as Error).message}`, { cause: error });
+      for (const job of batch) job.reject(failure);
+      return;
+    }
+    this.noteSuccess();
+    batch.forEach((job, i) => {
+      const outcome = outcomes[i]!;
+      if (outcome.ok) job.resolve(outcome.value);
+      else job.reject(outcome.error);
+    });
+  }
+
+  private noteFailure(error: unknown, jobs: number): void {
+    this.health.failedCommits++;
+    this.health.lastError = (error as Error).message;
+    this.health.lastErrorAt = Date.now();
+    if (this.health.ok) {
+      this.log.fatal({ err: error, jobs, code: 'STORE_COMMIT_FAILED' }, 'STORE CANNOT COMMIT: events are not acknowledged to devices until it recovers');
+    } else {
+      this.log.error({ err: error, jobs, code: 'STORE_COMMIT_FAILED' }, 'store commit failed again');
+    }
+    this.health.ok = false;
+  }
+
+  private noteSuccess(): void {
+    this.health.commits++;
+    if (!this.health.ok) {
+      this.health.ok = true;
+      this.log.warn({ failedCommits: this.health.failedCommits }, 'store commits again: recovered');
+    }
+  }
+
+  status(): StoreHealth {
+    return { ...this.health, pending: this.pending.length };
+  }
+
+  close(): void {
+    this.flush();
+    this.closed = true;
+  }
+}

@@ -1,0 +1,137 @@
+// The embedded store: one SQLite file in WAL mode under the data dir.
+import Database from 'better-sqlite3';
+import type { Database as Db } from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+export type { Db };
+
+/**
+ * Each entry upgrades the schema by one version; applied in order inside a
+ * transaction and recorded in `user_version`, so an old data dir is migrated
+ * on start and a half-applied migration cannot exist.
+ */
+const MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+  CREATE TABLE sites (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    address TEXT NOT NULL,
+    phone TEXT NOT NULL,
+    lat REAL NOT NULL,
+    lon REAL NOT NULL,
+    district TEXT NOT NULL,
+    police_station TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+  );
+  CREATE TABLE devices (
+    id TEXT PRIMARY KEY,
+    site_id TEXT NOT NULL REFERENCES sites(id),
+    type TEXT NOT NULL,
+    secret_hash TEXT NOT NULL,
+    fw TEXT,
+    battery INTEGER,
+    rssi INTEGER,
+    last_seen INTEGER,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER
+  );
+  CREATE INDEX devices_site ON devices(site_id);
+  CREATE TABLE alerts (
+    id TEXT PRIMARY KEY,
+    device_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    site_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    source TEXT NOT NULL,
+    pressed_at INTEGER NOT NULL,
+    device_ts INTEGER NOT NULL,
+    received_at INTEGER NOT NULL,
+    clock_skew INTEGER NOT NULL,
+    case_id TEXT,
+    delivered_at INTEGER,
+    acked_at INTEGER,
+    acked_by TEXT,
+    resolved_at INTEGER,
+    resolved_by TEXT,
+    outcome TEXT,
+    note TEXT,
+    updated_at INTEGER NOT NULL
+  );
+  CREATE INDEX alerts_open ON alerts(priority DESC, received_at) WHERE state != 'resolved';
+  CREATE INDEX alerts_received ON alerts(received_at);
+  CREATE TABLE alert_events (
+    id INTEGER PRIMARY KEY,
+    alert_id TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    state TEXT,
+    actor TEXT,
+    detail TEXT
+  );
+  CREATE INDEX alert_events_alert ON alert_events(alert_id, id);
+  CREATE TABLE outbox (
+    alert_id TEXT NOT NULL,
+    target TEXT NOT NULL,
+    route TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_at INTEGER NOT NULL,
+    last_error TEXT,
+    done_at INTEGER,
+    PRIMARY KEY (alert_id, target)
+  );
+  CREATE INDEX outbox_due ON outbox(priority DESC, created_at) WHERE done_at IS NULL;
+  CREATE TABLE tokens (
+    id TEXT PRIMARY KEY,
+    hash TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL,
+    name TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER,
+    revoked_at INTEGER
+  );
+  CREATE TABLE audit (
+    id INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT,
+    detail TEXT
+  );
+  `,
+];
+
+export interface OpenOptions {
+  dataDir: string;
+  synchronous: 'full' | 'normal';
+  /** For tests that want a throwaway store. */
+  fileName?: string;
+}
+
+export function openDatabase({ dataDir, synchronous, fileName = 'safehaven.db' }: OpenOptions): Db {
+  mkdirSync(dataDir, { recursive: true });
+  const db = new Database(join(dataDir, fileName), { timeout: 2000 });
+  db.pragma('journal_mode = WAL');
+  db.pragma(`synchronous = ${synchronous.toUpperCase()}`);
+  db.pragma('foreign_keys = ON');
+  // Checkpoints run on commit past this many pages; bounded WAL, bounded recovery time.
+  db.pragma('wal_autocheckpoint = 1000');
+  migrate(db);
+  return db;
+}
+
+function migrate(db: Db): void {
+  const current = db.pragma('user_version', { simple: true }) as number;
+  for (let version = current; version < MIGRATIONS.length; version++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[version]!);
+      db.pragma(`user_version = ${version + 1}`);
+    })();
+  }
+}
