@@ -65,7 +65,7 @@ export class DeviceUplink {
 
   private reject(deviceId: string, channel: UplinkChannel, failure: Extract<ParsedPayload<unknown>, { ok: false }>): void {
     this.deps.counters.inc('device_payload_rejected_total', { channel, reason: failure.reason });
-    this.throttle.warn(`${deviceId}:${channel}:${failure.reason}`, {
+    this.throttle.warn(`${deviceId}:${channel}:${failure.reason}:${failure.field ?? ''}`, {
       deviceId, channel, reason: failure.reason, field: failure.field, error: failure.message, code: 'BAD_PAYLOAD',
     }, `rejected ${channel} payload from ${deviceId}: ${failure.message}`);
   }

@@ -92,9 +92,12 @@ export class MqttBroker {
   async stop(): Promise<void> {
     const server = this.server;
     this.server = null;
-    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+    // server.close() only completes once every connection has ended, and it
+    // is aedes.close() that ends them: start the first, await it after the second.
+    const closed = server ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
     const aedes = this.aedes;
     this.aedes = null;
     if (aedes) await new Promise<void>((resolve) => aedes.close(() => resolve()));
+    await closed;
   }
 }

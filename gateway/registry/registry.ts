@@ -84,7 +84,7 @@ export class Registry {
 
   /** Creates a device and returns its secret: the only time the secret exists outside the device. */
   async provision(input: { siteId: string; type: DeviceType; id?: string }): Promise<{ device: DeviceRecord; secret: string }> {
-    if (!this.sites.has(input.siteId)) throw new RegistryError('UNKNOWN_SITE', `no site with id ${input.siteId}`, 'siteId');
+    if (!this.sites.has(input.siteId)) throw new RegistryError('UNKNOWN_SITE', `siteId: no site with id ${input.siteId}`, 'siteId');
     const id = input.id ?? `${DEVICE_ID_PREFIX[input.type]}-${randomBytes(5).toString('hex')}`;
     if (this.devices.has(id)) throw new RegistryError('DEVICE_EXISTS', `device ${id} already exists`, 'id');
     const secret = generateSecret();

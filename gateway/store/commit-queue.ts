@@ -11,6 +11,13 @@ export class StoreError extends Error {
   }
 }
 
+/** SQLite result codes that say the store itself cannot write, as opposed to one job's bad data. */
+const STORAGE_FAILURES = /^SQLITE_(READONLY|IOERR|FULL|BUSY|LOCKED|CANTOPEN|CORRUPT|NOMEM|PERM|NOTADB)/;
+
+function isStorageFailure(error: unknown): boolean {
+  return STORAGE_FAILURES.test((error as { code?: string }).code ?? '');
+}
+
 interface Job {
   run: () => unknown;
   resolve: (value: unknown) => void;
@@ -87,6 +94,10 @@ export class CommitQueue {
             // A nested transaction is a savepoint: a failing job undoes only itself.
             outcomes.push({ ok: true, value: this.db.transaction(job.run)() });
           } catch (error) {
+            // Disk full, I/O errors and the like make SQLite roll back the whole
+            // transaction (or would fail every job): abort the batch, so that no
+            // later job runs outside it and the store is reported unhealthy.
+            if (!this.db.inTransaction || isStorageFailure(error)) throw error;
             outcomes.push({ ok: false, error });
           }
         }
