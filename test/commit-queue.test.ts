@@ -1,0 +1,133 @@
+import { describe, it, expect, beforeEach, afterEach } from 'vitest';
+import Database from 'better-sqlite3';
+import pino from 'pino';
+import { CommitQueue, StoreError, type CommitQueueOptions } from '../gateway/store/commit-queue.ts';
+import type { Db } from '../gateway/store/database.ts';
+
+let db: Db;
+
+beforeEach(() => {
+  db = new Database(':memory:');
+  db.exec('CREATE TABLE items (id INTEGER PRIMARY KEY, v BLOB)');
+});
+afterEach(() => db.close());
+
+const queue = (opts?: CommitQueueOptions) => new CommitQueue(db, pino({ level: 'silent' }), opts);
+const insert = (id: number) => () => db.prepare('INSERT INTO items (id) VALUES (?)').run(id).changes;
+const ids = () => db.prepare('SELECT id FROM items ORDER BY id').pluck().all();
+/** A StoreError with this code (asymmetric matcher for toEqual / rejects.toEqual). */
+const storeError = (code: StoreError['code']) => expect.objectContaining({ code, message: expect.any(String) });
+
+describe('CommitQueue', () => {
+  it('groups writes of the same tick into one transaction and resolves each with its own result', async () => {
+    const q = queue();
+    const results = await Promise.all([q.write(() => 'a'), q.write(insert(1)), q.write(() => ({ n: 3 }))]);
+    expect(results).toEqual(['a', 1, { n: 3 }]);
+    expect(q.status()).toMatchObject({ ok: true, commits: 1, pending: 0 });
+
+    await q.write(insert(2));
+    expect(q.status().commits).toBe(2);
+    expect(ids()).toEqual([1, 2]);
+  });
+
+  it('splits a burst into transactions of at most maxBatch jobs', async () => {
+    const q = queue({ maxPending: 100, maxBatch: 2 });
+    await Promise.all([1, 2, 3, 4, 5].map((id) => q.write(insert(id))));
+    expect(q.status().commits).toBe(3);
+    expect(ids()).toEqual([1, 2, 3, 4, 5]);
+  });
+
+  it('rejects only a job that throws, rolls back only its writes, and commits the others', async () => {
+    const q = queue();
+    const boom = new Error('job failed');
+    const [a, b, c] = await Promise.allSettled([
+      q.write(insert(1)),
+      q.write(() => { insert(2)(); throw boom; }),
+      q.write(insert(3)),
+    ]);
+    expect(a).toEqual({ status: 'fulfilled', value: 1 });
+    expect(b).toEqual({ status: 'rejected', reason: boom });
+    expect(c).toEqual({ status: 'fulfilled', value: 1 });
+    expect(ids()).toEqual([1, 3]);
+    expect(q.status()).toMatchObject({ ok: true, commits: 1, failedCommits: 0 });
+  });
+
+  it('refuses an async job (its synchronous writes are rolled back)', async () => {
+    const q = queue();
+    await expect(q.write(async () => insert(1)())).rejects.toThrow(/promise/);
+    expect(ids()).toEqual([]);
+  });
+
+  it('refuses writes beyond maxPending with STORE_OVERLOADED and counts them', async () => {
+    const q = queue({ maxPending: 2, maxBatch: 10 });
+    const accepted = [q.write(insert(1)), q.write(insert(2))];
+    await expect(q.write(insert(3))).rejects.toEqual(storeError('STORE_OVERLOADED'));
+    expect(q.status().rejectedOverloaded).toBe(1);
+    await Promise.all(accepted);
+    expect(ids()).toEqual([1, 2]);
+  });
+
+  it('rejects every job of a batch whose COMMIT fails, reports unhealthy, and recovers on the next commit', async () => {
+    // A deferred foreign key is checked only at COMMIT: the job itself succeeds, the commit does not.
+    db.pragma('foreign_keys = ON');
+    db.exec(`CREATE TABLE parent (id INTEGER PRIMARY KEY);
+      CREATE TABLE child (id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED)`);
+    const q = queue();
+    const results = await Promise.allSettled([
+      q.write(insert(1)),
+      q.write(() => db.prepare('INSERT INTO child VALUES (1, 99)').run()),
+    ]);
+    for (const r of results) {
+      expect(r).toEqual({ status: 'rejected', reason: storeError('STORE_COMMIT_FAILED') });
+      expect(((r as PromiseRejectedResult).reason as Error).cause).toBeInstanceOf(Error);
+    }
+    expect(ids()).toEqual([]);
+    expect(db.inTransaction).toBe(false);
+    const failed = q.status();
+    expect(failed).toMatchObject({ ok: false, commits: 0, failedCommits: 1 });
+    expect(failed.lastError).toMatch(/FOREIGN KEY/);
+    expect(failed.lastErrorAt).toEqual(expect.any(Number));
+
+    await q.write(insert(2));
+    expect(q.status()).toMatchObject({ ok: true, commits: 1, failedCommits: 1 });
+    expect(ids()).toEqual([2]);
+  });
+
+  it('fails the whole batch and turns unhealthy when the database refuses writes (read-only)', async () => {
+    db.pragma('query_only = ON');
+    const q = queue();
+    const results = await Promise.allSettled([q.write(insert(1)), q.write(insert(2))]);
+    for (const r of results) {
+      expect(r).toEqual({ status: 'rejected', reason: expect.objectContaining({ code: 'STORE_COMMIT_FAILED', cause: expect.objectContaining({ code: 'SQLITE_READONLY' }) }) });
+    }
+    expect(q.status()).toMatchObject({ ok: false, failedCommits: 1 });
+    db.pragma('query_only = OFF');
+    await q.write(insert(3));
+    expect(q.status().ok).toBe(true);
+  });
+
+  // Disk full (SQLITE_FULL), I/O errors and the like roll back the whole outer transaction, not
+  // just the job's savepoint; the batch must stop there, so no later job commits on its own.
+  it('never leaves a job durable that it reported as failed (disk full mid-batch)', async () => {
+    const pages = db.pragma('page_count', { simple: true }) as number;
+    db.pragma(`max_page_count = ${pages + 3}`); // room for small rows, not for a 100 kB blob
+    const q = queue();
+    const results = await Promise.allSettled([
+      q.write(insert(1)),
+      q.write(() => db.prepare('INSERT INTO items VALUES (2, zeroblob(100000))').run()),
+      q.write(insert(3)),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected', 'rejected']);
+    expect(ids()).toEqual([]);
+    expect(q.status().ok).toBe(false);
+  });
+
+  it('flushes pending writes on close and refuses writes afterwards with STORE_CLOSED', async () => {
+    const q = queue();
+    const before = q.write(insert(1));
+    q.close();
+    expect(ids()).toEqual([1]);
+    await expect(before).resolves.toBe(1);
+    await expect(q.write(insert(2))).rejects.toEqual(storeError('STORE_CLOSED'));
+  });
+});

@@ -1,0 +1,119 @@
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadConfig, ConfigError } from '../gateway/config.ts';
+
+let dir: string;
+beforeAll(() => { dir = mkdtempSync(join(tmpdir(), 'safehaven-config-')); });
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+let files = 0;
+/** Writes a config file and returns its path. */
+function configFile(content: unknown): string {
+  const path = join(dir, `config-${++files}.json`);
+  writeFileSync(path, typeof content === 'string' ? content : JSON.stringify(content));
+  return path;
+}
+
+/** The ConfigError that `env` produces; fails the test if there is none. */
+function configError(env: NodeJS.ProcessEnv): ConfigError {
+  try {
+    loadConfig(env);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return err as ConfigError;
+  }
+  throw new Error(`loadConfig(${JSON.stringify(env)}) did not throw`);
+}
+
+describe('loadConfig defaults', () => {
+  const config = loadConfig({});
+
+  it('has the documented defaults', () => {
+    expect(config.mqtt.port).toBe(1883);
+    expect(config.http.port).toBe(8080);
+    expect(config.dataDir).toBe('./data');
+    expect(config.demo).toMatchObject({ enabled: true, stores: 656, homes: 3000 });
+    expect(config.store.synchronous).toBe('full');
+    expect(config.police.url).toBeUndefined();
+    expect(config.police.routes).toEqual([]);
+    expect(config.adminToken).toBeUndefined();
+  });
+
+  it('ignores variables set to the empty string', () => {
+    expect(loadConfig({ SAFEHAVEN_MQTT_PORT: '', SAFEHAVEN_DATA_DIR: '' })).toEqual(config);
+  });
+});
+
+describe('loadConfig environment', () => {
+  it.each([
+    ['SAFEHAVEN_MQTT_PORT', '11883', (c) => c.mqtt.port, 11883],
+    ['SAFEHAVEN_HTTP_PORT', '0', (c) => c.http.port, 0],
+    ['SAFEHAVEN_DATA_DIR', '/var/lib/safehaven', (c) => c.dataDir, '/var/lib/safehaven'],
+    ['SAFEHAVEN_POLICE_URL', 'https://police.example/alerts', (c) => c.police.url, 'https://police.example/alerts'],
+    ['SAFEHAVEN_ADMIN_TOKEN', 'a-long-enough-admin-token', (c) => c.adminToken, 'a-long-enough-admin-token'],
+    ['SAFEHAVEN_INFLUX_URL', 'http://127.0.0.1:8086/safehaven', (c) => c.influx.url, 'http://127.0.0.1:8086/safehaven'],
+    ['SAFEHAVEN_SERIAL_PATH', '/dev/ttyUSB0', (c) => c.serial.path, '/dev/ttyUSB0'],
+    ['SAFEHAVEN_DEMO', 'off', (c) => c.demo.enabled, false],
+    ['SAFEHAVEN_STORE_SYNCHRONOUS', 'normal', (c) => c.store.synchronous, 'normal'],
+  ] satisfies Array<[string, string, (c: ReturnType<typeof loadConfig>) => unknown, unknown]>)(
+    '%s=%s is applied',
+    (name, value, read, expected) => {
+      expect(read(loadConfig({ [name]: value }))).toEqual(expected);
+    },
+  );
+});
+
+describe('loadConfig with SAFEHAVEN_CONFIG', () => {
+  it('reads the file and lets the environment override it, key by key', () => {
+    const path = configFile({ dataDir: '/from/file', mqtt: { host: '127.0.0.1', port: 1999 }, police: { url: 'http://file.example/' } });
+    const config = loadConfig({ SAFEHAVEN_CONFIG: path, SAFEHAVEN_MQTT_PORT: '2000' });
+    expect(config.mqtt).toEqual({ host: '127.0.0.1', port: 2000 });
+    expect(config.dataDir).toBe('/from/file');
+    expect(config.police.url).toBe('http://file.example/');
+  });
+
+  it('reads police routes from the file', () => {
+    const route = { match: 'Gangnam-gu', url: 'https://gangnam.example/alerts' };
+    expect(loadConfig({ SAFEHAVEN_CONFIG: configFile({ police: { routes: [route] } }) }).police.routes).toEqual([route]);
+  });
+});
+
+describe('loadConfig errors', () => {
+  it.each([
+    ['a non-numeric port', { SAFEHAVEN_MQTT_PORT: 'abc' }, 'SAFEHAVEN_MQTT_PORT'],
+    ['a port above 65535', { SAFEHAVEN_HTTP_PORT: '70000' }, 'SAFEHAVEN_HTTP_PORT'],
+    ['a negative port', { SAFEHAVEN_MQTT_PORT: '-1' }, 'SAFEHAVEN_MQTT_PORT'],
+    ['a police URL that is not a URL', { SAFEHAVEN_POLICE_URL: 'not a url' }, 'SAFEHAVEN_POLICE_URL'],
+    ['a police URL that is not http(s)', { SAFEHAVEN_POLICE_URL: 'ftp://police.example/' }, 'SAFEHAVEN_POLICE_URL'],
+    ['a boolean that is neither', { SAFEHAVEN_DEMO: 'maybe' }, 'SAFEHAVEN_DEMO'],
+    ['a short admin token', { SAFEHAVEN_ADMIN_TOKEN: 'short' }, 'SAFEHAVEN_ADMIN_TOKEN'],
+    ['an unknown synchronous mode', { SAFEHAVEN_STORE_SYNCHRONOUS: 'off' }, 'SAFEHAVEN_STORE_SYNCHRONOUS'],
+  ])('names the variable for %s', (_label, env, name) => {
+    const error = configError(env);
+    expect(error.message).toContain(name);
+    expect(error.setting).toBe(name);
+    expect(error.code).toBe('CONFIG_INVALID');
+  });
+
+  it.each([
+    ['an unknown top-level key', { mqt: { port: 1 } }, 'mqt'],
+    ['an unknown nested key', { mqtt: { prot: 1 } }, 'mqtt.prot'],
+    ['a route with a bad url', { police: { routes: [{ match: 'Gangnam-gu', url: 'nope' }] } }, 'police.routes[0].url'],
+  ])('names the setting for %s in the file', (_label, content, setting) => {
+    const error = configError({ SAFEHAVEN_CONFIG: configFile(content) });
+    expect(error.message).toContain(setting);
+    expect(error.setting).toBe(setting);
+  });
+
+  it.each([
+    ['not JSON', () => configFile('{ "mqtt": ')],
+    ['a JSON array', () => configFile([1, 2])],
+    ['missing', () => join(dir, 'no-such-file.json')],
+  ])('names SAFEHAVEN_CONFIG when the file is %s', (_label, path) => {
+    const error = configError({ SAFEHAVEN_CONFIG: path() });
+    expect(error.message).toContain('SAFEHAVEN_CONFIG');
+    expect(error.setting).toBe('SAFEHAVEN_CONFIG');
+  });
+});
