@@ -29,6 +29,8 @@ export class Registry {
   private readonly sites = new Map<string, Site>();
   private readonly devices = new Map<string, DeviceRecord>();
   private readonly verified = new VerifiedSecretCache();
+  /** Devices whose presence changed since the last flush to the store. */
+  private dirty = new Set<string>();
 
   constructor(
     private readonly repo: RegistryRepo,
@@ -115,8 +117,6 @@ export class Registry {
     device.lastSeen = at;
     this.dirty.add(deviceId);
   }
-
-  private dirty = new Set<string>();
 
   /** Writes presence of devices seen since the last flush; a heartbeat never waits for the disk. */
   async flushPresence(): Promise<number> {
