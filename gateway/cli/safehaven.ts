@@ -26,8 +26,9 @@ commands:
       --seq N                     default: the current time in ms (always increasing)
       --mqtt URL                  default mqtt://127.0.0.1:$SAFEHAVEN_MQTT_PORT or :1883
       --wait-ms N                 how long to wait for the police ack (default 10000)
-  frame --device ID --secret S --seq N --type T [--ts MS --rssi DBM --battery PCT]
+  frame --device ID --secret S --seq N --type T [--ts MS --rssi=DBM --battery PCT]
                                 print one valid serial device-event line
+                                (negative values need "=": --rssi=-61)
 
 common: --data-dir D (default $SAFEHAVEN_DATA_DIR or ./data)
 `;
