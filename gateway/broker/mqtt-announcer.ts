@@ -13,8 +13,9 @@ export function announceOverMqtt(bus: AlertBus, broker: MqttBroker, log: Logger)
   const failed = (what: string, alertId: string) => (err: unknown) => log.error({ err, alertId }, `could not publish ${what}`);
   return bus.on((change) => {
     const { alert } = change;
-    // A state change, or a repeat of the press (the device may have missed earlier acks): tell the device where its alert is.
-    if (alert.source === 'mqtt' && (change.kind === 'received' || change.kind === 'state' || change.kind === 'repeat' || change.kind === 'resolved' || change.kind === 'acked')) {
+    // Every change but a delivery that moved no state (the device already knows it), and every
+    // repeat of the press (the device may have missed earlier acks): tell the device where its alert is.
+    if (alert.source === 'mqtt' && change.kind !== 'delivered') {
       broker.publish(topics.ack(alert.deviceId), JSON.stringify(ackFor(change)), { qos: 1, retain: false }).catch(failed('device ack', alert.id));
     }
     if (change.kind !== 'repeat') {
