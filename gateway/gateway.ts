@@ -54,9 +54,27 @@ export interface GatewayInfo {
 const PRESENCE_FLUSH_MS = 5000;
 const SHUTDOWN_GRACE_MS = 5000;
 
+interface StoreParts {
+  db: Db;
+  commits: CommitQueue;
+  registry: Registry;
+  alerts: AlertRepo;
+  audit: AuditRepo;
+  tokens: TokenRepo;
+}
+
+interface PipelineParts {
+  bus: AlertBus;
+  lifecycle: AlertLifecycle;
+  dispatcher: Dispatcher;
+  intake: AlertIntake;
+  routes: RouteTable;
+  policeUrl: string;
+}
+
 export class Gateway {
   readonly counters = new Counters();
-  private readonly log: Logger;
+  private readonly rootLog: Logger;
   private readonly clock: Clock;
   private db: Db | null = null;
   private commits: CommitQueue | null = null;
@@ -65,97 +83,119 @@ export class Gateway {
   private dispatcher: Dispatcher | null = null;
   private policeClient: PoliceHttpClient | null = null;
   private registry: Registry | null = null;
+  private routes: RouteTable | null = null;
   private presenceTimer: NodeJS.Timeout | null = null;
   /** The in-process police stand-in when no police URL is configured. */
   policeSim: PoliceSim | null = null;
   info: GatewayInfo | null = null;
 
   constructor(private readonly config: Config, private readonly deps: GatewayDeps = {}) {
-    this.log = deps.log ?? createRootLogger(config.logLevel);
+    this.rootLog = deps.log ?? createRootLogger(config.logLevel);
     this.clock = deps.clock ?? systemClock;
   }
 
   async start(): Promise<GatewayInfo> {
-    const { config, clock, counters } = this;
-    const log = (module: string) => this.log.child({ module });
+    const store = await this.openStore();
+    const adminToken = this.config.adminToken
+      ? { value: this.config.adminToken, source: 'SAFEHAVEN_ADMIN_TOKEN' }
+      : (({ value, path }) => ({ value, source: path }))(loadOrCreateSecret(this.config.dataDir, ADMIN_TOKEN_FILE));
+    const pipeline = await this.wirePipeline(store);
+    const broker = await this.startBroker(store, pipeline);
+    pipeline.dispatcher.start();
+    const httpPort = await this.startHttp(store, pipeline, broker, adminToken.value);
 
-    const db = (this.db = openDatabase({ dataDir: config.dataDir, synchronous: config.store.synchronous }));
-    const commits = (this.commits = new CommitQueue(db, log('store')));
-    const registryRepo = new RegistryRepo(db);
-    const alerts = new AlertRepo(db);
-    const audit = new AuditRepo(db);
-    const tokens = new TokenRepo(db);
-
-    if (config.demo.enabled && registryRepo.siteCount() === 0) {
-      await seedDemoRegistry(db, registryRepo, clock, { dataDir: config.dataDir, ...config.demo }, log('seed'));
-    }
-    const registry = (this.registry = new Registry(registryRepo, commits, clock));
-    registry.load();
-
-    const adminToken = config.adminToken
-      ? { value: config.adminToken, source: 'SAFEHAVEN_ADMIN_TOKEN' }
-      : (({ value, path }) => ({ value, source: path }))(loadOrCreateSecret(config.dataDir, ADMIN_TOKEN_FILE));
-    const policeSecret = config.police.secret ?? loadOrCreateSecret(config.dataDir, POLICE_SECRET_FILE).value;
-    const policeUrl = config.police.url ?? (await this.startPoliceSim(policeSecret));
-    const routes = new RouteTable({ url: policeUrl, secret: policeSecret }, config.police.routes);
-
-    const bus = new AlertBus(log('bus'));
-    const lifecycle = new AlertLifecycle({ alerts, audit, commits, registry, bus, clock });
-    this.policeClient = this.deps.policeClient ?? createPoliceClient({ connectionsPerOrigin: config.police.concurrency });
-    const dispatcher = (this.dispatcher = new Dispatcher(
-      { alerts, commits, lifecycle, registry, routes, http: this.policeClient, clock, counters, log: log('dispatch') },
-      config.police,
-    ));
-    const intake = new AlertIntake({ registry, alerts, commits, routes, bus, onNewAlert: () => dispatcher.notify(), counters, log: log('intake') });
-
-    const uplink = new DeviceUplink({ intake, registry, clock, counters, log: log('uplink') });
-    const hookDeps = { registry, uplink, counters, log: log('mqtt') };
-    const broker = (this.broker = new MqttBroker(config.mqtt, {
-      authenticate: makeAuthenticate(hookDeps),
-      authorizePublish: makeAuthorizePublish(hookDeps),
-      authorizeSubscribe: makeAuthorizeSubscribe(hookDeps),
-    }, counters, log('mqtt')));
-    await broker.start();
-    announceOverMqtt(bus, broker, log('announce'));
-    await this.publishDeviceConfig();
-    dispatcher.start();
-    this.presenceTimer = setInterval(() => registry.flushPresence().catch((err) => this.log.error({ err }, 'presence flush failed')), PRESENCE_FLUSH_MS);
-    this.presenceTimer.unref();
-
-    const health = (): HealthReport => this.health(routes, policeUrl);
-    const http = (this.http = await buildApp({
-      auth: { tokens, adminToken: adminToken.value, now: () => clock.now() },
-      registry, alerts, audit, tokens, commits, lifecycle, health,
-      isOnline: (id) => broker.isConnected(id),
-      log: log('http'),
-    }));
-    await http.listen({ host: config.http.host, port: config.http.port });
-    const httpPort = (http.server.address() as AddressInfo).port;
-
-    const counts = registry.counts();
+    const counts = store.registry.counts();
     this.info = {
-      mqttPort: broker.port(), httpPort, httpUrl: `http://${config.http.publicHost}:${httpPort}`, dataDir: config.dataDir,
-      policeUrl, policeSimulator: this.policeSim !== null, adminTokenSource: adminToken.source, sites: counts.sites, devices: counts.devices,
+      mqttPort: broker.port(), httpPort, httpUrl: `http://${this.config.http.publicHost}:${httpPort}`, dataDir: this.config.dataDir,
+      policeUrl: pipeline.policeUrl, policeSimulator: this.policeSim !== null, adminTokenSource: adminToken.source,
+      sites: counts.sites, devices: counts.devices,
     };
     return this.info;
   }
 
+  private log(module: string): Logger {
+    return this.rootLog.child({ module });
+  }
+
+  /** The store and the registry held in memory, seeded with the demo city on first start. */
+  private async openStore(): Promise<StoreParts> {
+    const { config, clock } = this;
+    const db = (this.db = openDatabase({ dataDir: config.dataDir, synchronous: config.store.synchronous }));
+    const commits = (this.commits = new CommitQueue(db, this.log('store')));
+    const registryRepo = new RegistryRepo(db);
+    if (config.demo.enabled && registryRepo.siteCount() === 0) {
+      await seedDemoRegistry(db, registryRepo, clock, { dataDir: config.dataDir, ...config.demo }, this.log('seed'));
+    }
+    const registry = (this.registry = new Registry(registryRepo, commits, clock));
+    registry.load();
+    this.presenceTimer = setInterval(() => registry.flushPresence().catch((err) => this.rootLog.error({ err }, 'presence flush failed')), PRESENCE_FLUSH_MS);
+    this.presenceTimer.unref();
+    return { db, commits, registry, alerts: new AlertRepo(db), audit: new AuditRepo(db), tokens: new TokenRepo(db) };
+  }
+
+  /** Intake → store → bus → dispatcher, transport-independent: MQTT and serial both feed `intake`. */
+  private async wirePipeline(store: StoreParts): Promise<PipelineParts> {
+    const { config, clock, counters } = this;
+    const { alerts, audit, commits, registry } = store;
+    const policeSecret = config.police.secret ?? loadOrCreateSecret(config.dataDir, POLICE_SECRET_FILE).value;
+    const policeUrl = config.police.url ?? (await this.startPoliceSim(policeSecret));
+    const routes = (this.routes = new RouteTable({ url: policeUrl, secret: policeSecret }, config.police.routes));
+    const bus = new AlertBus(this.log('bus'));
+    const lifecycle = new AlertLifecycle({ alerts, audit, commits, registry, bus, clock });
+    this.policeClient = this.deps.policeClient ?? createPoliceClient({ connectionsPerOrigin: config.police.concurrency });
+    const dispatcher = (this.dispatcher = new Dispatcher(
+      { alerts, commits, lifecycle, registry, routes, http: this.policeClient, clock, counters, log: this.log('dispatch') },
+      config.police,
+    ));
+    const intake = new AlertIntake({ registry, alerts, commits, routes, bus, onNewAlert: () => dispatcher.notify(), counters, log: this.log('intake') });
+    return { bus, lifecycle, dispatcher, intake, routes, policeUrl };
+  }
+
+  private async startBroker(store: StoreParts, pipeline: PipelineParts): Promise<MqttBroker> {
+    const { clock, counters } = this;
+    const { registry } = store;
+    const uplink = new DeviceUplink({ intake: pipeline.intake, registry, clock, counters, log: this.log('uplink') });
+    const hookDeps = { registry, uplink, counters, log: this.log('mqtt') };
+    const broker = (this.broker = new MqttBroker(this.config.mqtt, {
+      authenticate: makeAuthenticate(hookDeps),
+      authorizePublish: makeAuthorizePublish(hookDeps),
+      authorizeSubscribe: makeAuthorizeSubscribe(hookDeps),
+    }, counters, this.log('mqtt')));
+    await broker.start();
+    announceOverMqtt(pipeline.bus, broker, this.log('announce'));
+    await this.publishDeviceConfig(registry, broker);
+    return broker;
+  }
+
+  private async startHttp(store: StoreParts, pipeline: PipelineParts, broker: MqttBroker, adminToken: string): Promise<number> {
+    const { registry, alerts, audit, tokens, commits } = store;
+    const http = (this.http = await buildApp({
+      auth: { tokens, adminToken, now: () => this.clock.now() },
+      registry, alerts, audit, tokens, commits, lifecycle: pipeline.lifecycle,
+      health: () => this.health(pipeline.policeUrl),
+      isOnline: (id) => broker.isConnected(id),
+      log: this.log('http'),
+    }));
+    await http.listen({ host: this.config.http.host, port: this.config.http.port });
+    return (http.server.address() as AddressInfo).port;
+  }
+
   private async startPoliceSim(secret: string): Promise<string> {
-    this.policeSim = new PoliceSim({ host: '127.0.0.1', port: 0, secret, log: this.log.child({ module: 'police-sim' }) });
+    this.policeSim = new PoliceSim({ host: '127.0.0.1', port: 0, secret, log: this.log('police-sim') });
     await this.policeSim.start();
-    this.log.warn({ url: this.policeSim.url() }, 'NO POLICE URL CONFIGURED: alerts go to an in-process POLICE SIMULATOR, not to the police. Set SAFEHAVEN_POLICE_URL.');
+    this.rootLog.warn({ url: this.policeSim.url() }, 'NO POLICE URL CONFIGURED: alerts go to an in-process POLICE SIMULATOR, not to the police. Set SAFEHAVEN_POLICE_URL.');
     return this.policeSim.url();
   }
 
   /** The heartbeat interval every device should use, on its retained config topic. */
-  private async publishDeviceConfig(): Promise<void> {
+  private async publishDeviceConfig(registry: Registry, broker: MqttBroker): Promise<void> {
     const payload = JSON.stringify(ConfigPayload.parse({ heartbeatSec: this.config.supervision.heartbeatSec }));
-    for (const device of this.registry!.allDevices()) {
-      await this.broker!.publish(topics.config(device.id), payload, { qos: 1, retain: true });
+    for (const device of registry.allDevices()) {
+      await broker.publish(topics.config(device.id), payload, { qos: 1, retain: true });
     }
   }
 
-  private health(routes: RouteTable, policeUrl: string): HealthReport {
+  private health(policeUrl: string): HealthReport {
     const store = this.commits!.status();
     const dispatch = this.dispatcher!.status();
     const simulator = this.policeSim !== null;
@@ -165,7 +205,7 @@ export class Gateway {
       ...(simulator ? { warning: 'ALERTS GO TO A POLICE SIMULATOR, NOT TO THE POLICE: set SAFEHAVEN_POLICE_URL' } : {}),
       broker: { status: 'ok', port: this.broker!.port(), connectedClients: this.broker!.connectedClients() },
       store: { status: store.ok ? 'ok' : 'failing', ...store },
-      police: { simulator, defaultUrl: policeUrl, routes: routes.describe(), ...dispatch },
+      police: { simulator, defaultUrl: policeUrl, routes: this.routes!.describe(), ...dispatch },
       influx: { status: 'disabled' },
       serial: { status: 'disabled' },
       counters: this.counters.snapshot(),
@@ -178,7 +218,7 @@ export class Gateway {
     await this.http?.close();
     await this.broker?.stop();
     await this.dispatcher?.stop(SHUTDOWN_GRACE_MS);
-    await this.registry?.flushPresence().catch((err) => this.log.error({ err }, 'presence flush on shutdown failed'));
+    await this.registry?.flushPresence().catch((err) => this.rootLog.error({ err }, 'presence flush on shutdown failed'));
     this.commits?.close();
     this.db?.close();
     await this.policeClient?.close();
