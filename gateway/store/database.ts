@@ -105,6 +105,13 @@ const MIGRATIONS: readonly string[] = [
     detail TEXT
   );
   `,
+  // Escalation and reminders are decided from these columns, so a restart neither repeats nor forgets them.
+  `
+  ALTER TABLE alerts ADD COLUMN escalated_at INTEGER;
+  ALTER TABLE alerts ADD COLUMN reminded_at INTEGER;
+  ALTER TABLE alerts ADD COLUMN police_status TEXT;
+  CREATE INDEX alerts_unescalated ON alerts(received_at) WHERE delivered_at IS NULL AND escalated_at IS NULL AND state != 'resolved';
+  `,
 ];
 
 export interface OpenOptions {
