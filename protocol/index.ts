@@ -4,3 +4,4 @@ export * from './alert-id.ts';
 export * from './police.ts';
 export * from './json-payload.ts';
 export * from './serial.ts';
+export * from './cap.ts';
