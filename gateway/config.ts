@@ -42,6 +42,12 @@ export const ConfigSchema = z.strictObject({
     retryBaseMs: z.int().min(10).max(60_000).default(500),
     retryMaxMs: z.int().min(100).max(3_600_000).default(30_000),
   }).prefault({}),
+  escalation: z.strictObject({
+    /** No 2xx within this long after receipt → the route's fallback endpoint is engaged too. */
+    windowMs: z.int().min(100).max(600_000).default(10_000),
+    /** An alert no dispatcher has acknowledged is announced again every this many seconds. */
+    reminderSec: z.int().min(1).max(86_400).default(60),
+  }).prefault({}),
   store: z.strictObject({
     /** FULL: a commit survives power loss. NORMAL: survives a process crash only. */
     synchronous: z.enum(['full', 'normal']).default('full'),
@@ -78,6 +84,8 @@ export const ENV_VARS: ReadonlyArray<{ name: string; path: string; kind: 'string
   { name: 'SAFEHAVEN_POLICE_URL', path: 'police.url', kind: 'string', doc: 'default police route (default: in-process simulator)' },
   { name: 'SAFEHAVEN_POLICE_SECRET', path: 'police.secret', kind: 'string', doc: 'HMAC key for the default route (default: generated into <dataDir>/police-secret)' },
   { name: 'SAFEHAVEN_POLICE_TIMEOUT_MS', path: 'police.timeoutMs', kind: 'int', doc: 'per-attempt timeout of a police POST (default 5000)' },
+  { name: 'SAFEHAVEN_ESCALATION_MS', path: 'escalation.windowMs', kind: 'int', doc: 'no police 2xx within this → fallback endpoint engaged too (default 10000)' },
+  { name: 'SAFEHAVEN_REMINDER_SEC', path: 'escalation.reminderSec', kind: 'int', doc: 'unacknowledged alerts are re-announced this often (default 60)' },
   { name: 'SAFEHAVEN_STORE_SYNCHRONOUS', path: 'store.synchronous', kind: 'string', doc: 'full (survives power loss, default) or normal (survives a crash)' },
   { name: 'SAFEHAVEN_DEMO', path: 'demo.enabled', kind: 'bool', doc: 'seed the Seoul demo registry into an empty store (default true)' },
   { name: 'SAFEHAVEN_DEMO_STORES', path: 'demo.stores', kind: 'int', doc: 'demo safety-haven stores (default 656)' },

@@ -12,7 +12,9 @@ import { MqttBroker } from './broker/mqtt-broker.ts';
 import { systemClock, type Clock } from './clock.ts';
 import type { Config } from './config.ts';
 import { ADMIN_TOKEN_FILE, loadOrCreateSecret, POLICE_SECRET_FILE } from './data-dir-secrets.ts';
+import { CircuitBreaker } from './dispatch/circuit-breaker.ts';
 import { Dispatcher } from './dispatch/dispatcher.ts';
+import { EscalationWatch } from './dispatch/escalation-watch.ts';
 import { createPoliceClient, type PoliceHttpClient } from './dispatch/police-client.ts';
 import { RouteTable } from './dispatch/route-table.ts';
 import { buildApp } from './http/app.ts';
@@ -53,6 +55,8 @@ export interface GatewayInfo {
 
 const PRESENCE_FLUSH_MS = 5000;
 const SHUTDOWN_GRACE_MS = 5000;
+/** Consecutive failures that open an endpoint's breaker: one blip is retried normally, a pattern is an outage. */
+const BREAKER_FAILURES = 3;
 
 interface StoreParts {
   db: Db;
@@ -81,6 +85,7 @@ export class Gateway {
   private broker: MqttBroker | null = null;
   private http: FastifyInstance | null = null;
   private dispatcher: Dispatcher | null = null;
+  private escalation: EscalationWatch | null = null;
   private policeClient: PoliceHttpClient | null = null;
   private registry: Registry | null = null;
   private routes: RouteTable | null = null;
@@ -102,6 +107,7 @@ export class Gateway {
     const pipeline = await this.wirePipeline(store);
     const broker = await this.startBroker(store, pipeline);
     pipeline.dispatcher.start();
+    this.escalation!.start();
     const httpPort = await this.startHttp(store, pipeline, broker, adminToken.value);
 
     const counts = store.registry.counts();
@@ -143,10 +149,16 @@ export class Gateway {
     const bus = new AlertBus(this.log('bus'));
     const lifecycle = new AlertLifecycle({ alerts, audit, commits, registry, bus, clock });
     this.policeClient = this.deps.policeClient ?? createPoliceClient({ connectionsPerOrigin: config.police.concurrency });
+    const breaker = new CircuitBreaker(
+      { failureThreshold: BREAKER_FAILURES, openBaseMs: config.police.retryBaseMs, openMaxMs: config.police.retryMaxMs }, clock, this.log('dispatch'),
+    );
     const dispatcher = (this.dispatcher = new Dispatcher(
-      { alerts, commits, lifecycle, registry, routes, http: this.policeClient, clock, counters, log: this.log('dispatch') },
+      { alerts, commits, lifecycle, registry, routes, http: this.policeClient, breaker, clock, counters, log: this.log('dispatch') },
       config.police,
     ));
+    this.escalation = new EscalationWatch(
+      { alerts, lifecycle, routes, onEscalated: () => dispatcher.notify(), clock, counters, log: this.log('escalation') }, config.escalation,
+    );
     const intake = new AlertIntake({ registry, alerts, commits, routes, bus, onNewAlert: () => dispatcher.notify(), counters, log: this.log('intake') });
     return { bus, lifecycle, dispatcher, intake, routes, policeUrl };
   }
@@ -171,7 +183,7 @@ export class Gateway {
     const { registry, alerts, audit, tokens, commits } = store;
     const http = (this.http = await buildApp({
       auth: { tokens, adminToken, now: () => this.clock.now() },
-      registry, alerts, audit, tokens, commits, lifecycle: pipeline.lifecycle,
+      registry, alerts, audit, tokens, commits, lifecycle: pipeline.lifecycle, routes: pipeline.routes, counters: this.counters,
       health: () => this.health(pipeline.policeUrl),
       isOnline: (id) => broker.isConnected(id),
       log: this.log('http'),
@@ -217,6 +229,7 @@ export class Gateway {
     if (this.presenceTimer) clearInterval(this.presenceTimer);
     await this.http?.close();
     await this.broker?.stop();
+    await this.escalation?.stop();
     await this.dispatcher?.stop(SHUTDOWN_GRACE_MS);
     await this.registry?.flushPresence().catch((err) => this.rootLog.error({ err }, 'presence flush on shutdown failed'));
     this.commits?.close();

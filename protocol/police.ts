@@ -1,7 +1,8 @@
 // The webhook the gateway POSTs to a police endpoint (INTERFACES §4).
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
-import { EventType, Site } from './schemas.ts';
+import { ALERT_ID_PATTERN } from './alert-id.ts';
+import { EventType, POLICE_STATUSES, PoliceStatus, Site } from './schemas.ts';
 
 export const IDEMPOTENCY_HEADER = 'idempotency-key';
 export const SIGNATURE_HEADER = 'x-safehaven-signature';
@@ -32,6 +33,28 @@ export type PoliceAlertBody = z.infer<typeof PoliceAlertBody>;
 
 /** A 2xx answer may carry the police case number; anything else in it is ignored. */
 export const PoliceAnswer = z.looseObject({ caseId: z.string().min(1).max(200).optional() });
+
+/** Ranked so that a late, out-of-order callback never moves the reported progress backwards. */
+export function policeStatusRank(status: PoliceStatus): number {
+  return status === 'rejected' ? 0 : POLICE_STATUSES.indexOf(status);
+}
+
+/** Body of `POST /api/police/status`, signed like our alerts: `X-SafeHaven-Signature` with the route's secret. */
+export const PoliceStatusUpdate = z.strictObject({
+  alertId: z.string().regex(ALERT_ID_PATTERN, 'an alert id: al- and 20 hex digits'),
+  status: PoliceStatus,
+  /** Why the police rejected the alert; free text for the dispatcher. */
+  reason: z.string().min(1).max(500).optional(),
+  caseId: z.string().min(1).max(200).optional(),
+  /** The patrol unit sent, for the dashboard. */
+  unit: z.string().min(1).max(100).optional(),
+  /** When it happened on the police side. */
+  at: z.iso.datetime({ offset: true }).optional(),
+});
+export type PoliceStatusUpdate = z.infer<typeof PoliceStatusUpdate>;
+
+/** A status callback is a small JSON object; larger bodies are refused before parsing. */
+export const MAX_POLICE_STATUS_BYTES = 4096;
 
 export function signBody(secret: string, body: string): string {
   return SIGNATURE_PREFIX + createHmac('sha256', secret).update(body).digest('hex');

@@ -104,11 +104,22 @@ export function stateRank(state: AlertState): number {
   return ALERT_STATES.indexOf(state);
 }
 
+/**
+ * Progress the police report back for an alert, after the states ASAP-to-PSAP
+ * uses: the PSAP accepted or rejected it, sent a unit, the unit arrived, the
+ * incident is closed.
+ */
+export const POLICE_STATUSES = ['accepted', 'rejected', 'dispatched', 'arrived', 'closed'] as const;
+export const PoliceStatus = z.enum(POLICE_STATUSES);
+export type PoliceStatus = z.infer<typeof PoliceStatus>;
+
 /** gateway → device on `.../ack`. The device maps states to blinks ("help is coming"). */
 export const AckPayload = z.strictObject({
   seq: Seq,
   alertId: z.string(),
   state: AlertState,
+  /** The police's own progress once they report it ("dispatched" = a patrol car is on its way). */
+  police: PoliceStatus.optional(),
 });
 export type AckPayload = z.infer<typeof AckPayload>;
 

@@ -2,20 +2,31 @@
 // coming") and, for integrators, `safehaven/v1/alerts/{alertId}`.
 import type { Logger } from 'pino';
 import { topics, type AckPayload } from '../../protocol/index.ts';
-import type { AlertBus, AlertChange } from '../pipeline/alert-bus.ts';
+import type { AlertBus, AlertChange, AlertChangeKind } from '../pipeline/alert-bus.ts';
 import type { MqttBroker } from './mqtt-broker.ts';
 
 export function ackFor(change: AlertChange): AckPayload {
-  return { seq: change.alert.seq, alertId: change.alert.id, state: change.alert.state };
+  const { alert } = change;
+  return { seq: alert.seq, alertId: alert.id, state: alert.state, ...(alert.policeStatus ? { police: alert.policeStatus } : {}) };
+}
+
+/**
+ * What the pressing device hears about: every state change and police
+ * progress, and every repeat of the press (it may have missed earlier acks).
+ * A delivery that moved no state, an overdue flag and a reminder are for
+ * people, not for the button.
+ */
+const DEVICE_HEARS = new Set<AlertChangeKind>(['received', 'state', 'acked', 'resolved', 'repeat', 'police-status']);
+
+export function deviceHears(change: AlertChange): boolean {
+  return DEVICE_HEARS.has(change.kind);
 }
 
 export function announceOverMqtt(bus: AlertBus, broker: MqttBroker, log: Logger): () => void {
   const failed = (what: string, alertId: string) => (err: unknown) => log.error({ err, alertId }, `could not publish ${what}`);
   return bus.on((change) => {
     const { alert } = change;
-    // Every change but a delivery that moved no state (the device already knows it), and every
-    // repeat of the press (the device may have missed earlier acks): tell the device where its alert is.
-    if (alert.source === 'mqtt' && change.kind !== 'delivered') {
+    if (alert.source === 'mqtt' && deviceHears(change)) {
       broker.publish(topics.ack(alert.deviceId), JSON.stringify(ackFor(change)), { qos: 1, retain: false }).catch(failed('device ack', alert.id));
     }
     if (change.kind !== 'repeat') {

@@ -2,7 +2,9 @@
 // oldest; at most `concurrency` POSTs in flight; failures retried with
 // exponential backoff and jitter, without end, until a 2xx or until the alert
 // is resolved. The backlog lives in the store, never in RAM: each pump reads
-// only as many rows as it has free slots.
+// only as many rows as it has free slots. A per-endpoint circuit breaker
+// parks a dead endpoint's rows until a probe gets through, then brings its
+// whole backlog forward so it drains by severity then age.
 import type { Logger } from 'pino';
 import { buildPoliceBody, PoliceAnswer, policeHeaders } from '../../protocol/index.ts';
 import type { Clock } from '../clock.ts';
@@ -11,6 +13,7 @@ import type { AlertLifecycle } from '../pipeline/alert-lifecycle.ts';
 import type { Registry } from '../registry/registry.ts';
 import type { AlertRepo, OutboxRow } from '../store/alert-repo.ts';
 import type { CommitQueue } from '../store/commit-queue.ts';
+import type { CircuitBreaker, EndpointReport } from './circuit-breaker.ts';
 import type { PoliceHttpClient } from './police-client.ts';
 import type { RouteTable } from './route-table.ts';
 
@@ -28,6 +31,7 @@ export interface DispatcherDeps {
   registry: Registry;
   routes: RouteTable;
   http: PoliceHttpClient;
+  breaker: CircuitBreaker;
   clock: Clock;
   counters: Counters;
   log: Logger;
@@ -43,15 +47,8 @@ export function retryDelay(attempt: number, baseMs: number, maxMs: number, rando
 /** Timeline entries for failures at attempts 1, 2, 4, 8…: a long outage leaves a readable history, not thousands of rows. */
 const isMilestone = (attempt: number) => (attempt & (attempt - 1)) === 0;
 
-interface EndpointState {
-  failing: boolean;
-  since: number;
-  failures: number;
-}
-
 export class Dispatcher {
   private readonly inFlight = new Set<string>();
-  private readonly endpoints = new Map<string, EndpointState>();
   private pumpScheduled = false;
   private timer: NodeJS.Timeout | null = null;
   private stopping = false;
@@ -91,9 +88,9 @@ export class Dispatcher {
     });
   }
 
-  status(): { inFlight: number; pending: number; failingEndpoints: string[] } {
-    const failingEndpoints = [...this.endpoints].filter(([, s]) => s.failing).map(([url]) => url);
-    return { inFlight: this.inFlight.size, pending: this.deps.alerts.pendingOutbox(), failingEndpoints };
+  status(): { inFlight: number; pending: number; failingEndpoints: string[]; endpoints: EndpointReport[] } {
+    const { alerts, breaker } = this.deps;
+    return { inFlight: this.inFlight.size, pending: alerts.pendingOutbox(), failingEndpoints: breaker.failing(), endpoints: breaker.report() };
   }
 
   private pump(): void {
@@ -141,6 +138,7 @@ export class Dispatcher {
     }
     const route = routes.byName(row.route);
     const url = row.target === 'primary' ? route.url : route.fallbackUrl ?? route.url;
+    if (!this.deps.breaker.allow(url)) return this.park(row, url);
     const attempt = row.attempts + 1;
     if (alert.state === 'received') void lifecycle.dispatched(alert.id, row.target, url).catch((err) => log.error({ err, alertId: alert.id }, 'could not record dispatch'));
 
@@ -150,7 +148,7 @@ export class Dispatcher {
     try {
       const answer = await http.post(url, body, policeHeaders(alert.id, route.secret, body), this.opts.timeoutMs);
       if (answer.status >= 200 && answer.status < 300) {
-        this.endpointOk(url);
+        if (this.deps.breaker.success(url)) await this.bringForward(url);
         counters.inc('police_delivered_total', { target: row.target });
         const caseId = this.caseIdFrom(answer.body);
         log.info({ alertId: alert.id, url, attempt, status: answer.status, caseId }, 'alert delivered to police');
@@ -162,7 +160,7 @@ export class Dispatcher {
       failure = (err as Error).message;
     }
     counters.inc('police_failures_total', { target: row.target });
-    this.endpointFailed(url, failure);
+    this.deps.breaker.failure(url, failure);
     await this.scheduleRetry(row, attempt, failure);
   }
 
@@ -191,22 +189,28 @@ export class Dispatcher {
     }
   }
 
-  private endpointOk(url: string): void {
-    const state = this.endpoints.get(url);
-    if (state?.failing) {
-      this.deps.log.warn({ url, downForMs: this.deps.clock.now() - state.since, failures: state.failures }, 'police endpoint answers again');
+  /** The endpoint's breaker is open: wait for its probe without spending an attempt. */
+  private async park(row: OutboxRow, url: string): Promise<void> {
+    const { alerts, commits, breaker, clock, counters, log } = this.deps;
+    // While a probe is out, look again once it has had time to answer.
+    const until = Math.max(breaker.retryAt(url), clock.now() + this.opts.timeoutMs);
+    counters.inc('police_parked_total', { target: row.target });
+    try {
+      await commits.write(() => alerts.deferOutbox(row.alertId, row.target, until));
+    } catch (err) {
+      log.error({ err, alertId: row.alertId }, 'could not park an alert behind an open breaker');
     }
-    this.endpoints.set(url, { failing: false, since: this.deps.clock.now(), failures: 0 });
   }
 
-  /** Logged once when an endpoint starts failing, not once per alert: an outage with 20,000 alerts is one line. */
-  private endpointFailed(url: string, error: string): void {
-    const state = this.endpoints.get(url);
-    if (state?.failing) {
-      state.failures++;
-      return;
+  private async bringForward(url: string): Promise<void> {
+    const { alerts, commits, routes, clock, log } = this.deps;
+    const { primary, fallback } = routes.routesUsing(url);
+    const now = clock.now();
+    try {
+      const moved = await commits.write(() => alerts.bringForward('primary', primary, now) + alerts.bringForward('fallback', fallback, now));
+      if (moved > 0) log.warn({ url, backlog: moved }, 'police endpoint is back: delivering its backlog, most severe and oldest first');
+    } catch (err) {
+      log.error({ err, url }, 'could not bring a recovered endpoint\'s backlog forward; it drains on its retry schedule');
     }
-    this.endpoints.set(url, { failing: true, since: this.deps.clock.now(), failures: 1 });
-    this.deps.log.error({ url, error, code: 'POLICE_UNREACHABLE' }, 'police endpoint failing: alerts are queued in the store and retried until delivered');
   }
 }

@@ -35,6 +35,20 @@ export class RouteTable {
     return this.byMatch.get(name) ?? this.fallback;
   }
 
+  /** The routes whose primary, and whose fallback, endpoint is `url`: for bringing its backlog forward. */
+  routesUsing(url: string): { primary: string[]; fallback: string[] } {
+    const all = [this.fallback, ...this.byMatch.values()];
+    return {
+      primary: all.filter((r) => r.url === url).map((r) => r.name),
+      fallback: all.filter((r) => r.fallbackUrl === url).map((r) => r.name),
+    };
+  }
+
+  /** Every route's name and secret: a police callback is authenticated against these. */
+  secrets(): Array<{ name: string; secret: string }> {
+    return [this.fallback, ...this.byMatch.values()].map(({ name, secret }) => ({ name, secret }));
+  }
+
   /** For the banner and /healthz: never the secrets. */
   describe(): Array<{ name: string; url: string; fallbackUrl?: string }> {
     return [this.fallback, ...this.byMatch.values()].map(({ name, url, fallbackUrl }) => ({ name, url, ...(fallbackUrl ? { fallbackUrl } : {}) }));

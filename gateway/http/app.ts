@@ -2,6 +2,8 @@
 // so tests drive it with app.inject and the composition root calls listen.
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import type { RouteTable } from '../dispatch/route-table.ts';
+import type { Counters } from '../metrics/counters.ts';
 import type { AlertLifecycle } from '../pipeline/alert-lifecycle.ts';
 import type { Registry } from '../registry/registry.ts';
 import type { AlertRepo } from '../store/alert-repo.ts';
@@ -14,6 +16,7 @@ import { alertRoutes } from './routes/alerts.ts';
 import { dashboardRoutes } from './routes/dashboard.ts';
 import { deviceRoutes } from './routes/devices.ts';
 import { healthRoutes, type HealthReport } from './routes/health.ts';
+import { policeStatusRoutes } from './routes/police-status.ts';
 import { siteRoutes } from './routes/sites.ts';
 import { tokenRoutes } from './routes/tokens.ts';
 
@@ -25,6 +28,8 @@ export interface AppDeps {
   tokens: TokenRepo;
   commits: CommitQueue;
   lifecycle: AlertLifecycle;
+  routes: RouteTable;
+  counters: Counters;
   isOnline: (deviceId: string) => boolean;
   health: () => HealthReport;
   log: Logger;
@@ -42,6 +47,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(siteRoutes, deps);
   await app.register(alertRoutes, deps);
   await app.register(tokenRoutes, deps);
+  await app.register(policeStatusRoutes, deps);
   await app.register(dashboardRoutes);
   return app;
 }

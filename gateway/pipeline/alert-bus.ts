@@ -6,7 +6,12 @@ import type { Logger } from 'pino';
 import type { Site } from '../../protocol/index.ts';
 import type { AlertRecord } from '../store/alert-repo.ts';
 
-export type AlertChangeKind = 'received' | 'state' | 'delivered' | 'acked' | 'resolved' | 'repeat';
+/**
+ * `overdue`: undelivered past the escalation window with no fallback to engage.
+ * `reminder`: still not acknowledged by a dispatcher; said again.
+ * `police-status`: the police reported progress by callback.
+ */
+export type AlertChangeKind = 'received' | 'state' | 'delivered' | 'acked' | 'resolved' | 'repeat' | 'overdue' | 'reminder' | 'police-status';
 
 export interface AlertChange {
   kind: AlertChangeKind;

@@ -79,7 +79,7 @@ export class AlertIntake {
       id: alertId, deviceId, seq: event.seq, siteId: site.id, type: event.type, priority, state: 'received', source,
       pressedAt: clockSkew ? receivedAt : event.ts, deviceTs: event.ts, receivedAt, clockSkew,
       caseId: null, deliveredAt: null, ackedAt: null, ackedBy: null, resolvedAt: null, resolvedBy: null,
-      outcome: null, note: null, updatedAt: receivedAt,
+      outcome: null, note: null, escalatedAt: null, remindedAt: null, policeStatus: null, updatedAt: receivedAt,
     };
     const outbox = { alertId, target: 'primary' as const, route: routes.routeFor(site).name, priority, createdAt: receivedAt, nextAt: receivedAt };
 

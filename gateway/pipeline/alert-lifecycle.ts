@@ -1,7 +1,8 @@
 // Every change to an existing alert goes through here: it is committed, then
 // announced on the bus. The dispatcher and the HTTP API share these methods,
 // so a state never changes without its timeline entry and its announcement.
-import type { ResolveOutcome } from '../../protocol/index.ts';
+import { policeStatusRank, type PoliceStatusUpdate, type ResolveOutcome } from '../../protocol/index.ts';
+import type { ResolvedRoute } from '../dispatch/route-table.ts';
 import type { Clock } from '../clock.ts';
 import type { Registry } from '../registry/registry.ts';
 import type { AlertRecord, AlertRepo, OutboxTarget } from '../store/alert-repo.ts';
@@ -38,6 +39,8 @@ export class AlertLifecycle {
     const at = clock.now();
     const moved = await commits.write(() => {
       alerts.markDelivered(alertId, target, attempts, at, caseId, status);
+      // The responsible station has it: the fallback, if engaged and still trying, is no longer needed.
+      if (target === 'primary') alerts.cancelOutboxTarget(alertId, 'fallback', at, 'cancelled: primary endpoint delivered');
       return alerts.advance(alertId, 'acknowledged', at, 'police', { target, caseId });
     });
     const alert = moved ?? alerts.get(alertId);
@@ -73,6 +76,63 @@ export class AlertLifecycle {
     });
     if (changed) this.announce('resolved', alert);
     return alert;
+  }
+
+  /**
+   * The escalation window passed without a 2xx: engage the route's fallback
+   * endpoint (state `escalated`), or, with none configured, record that the
+   * alert is overdue. Decided once per alert, also across restarts.
+   * Returns what was done, or null if another path decided first.
+   */
+  async escalate(alertId: string, route: ResolvedRoute, windowMs: number): Promise<'escalated' | 'overdue' | null> {
+    const { alerts, commits, clock } = this.deps;
+    const at = clock.now();
+    const result = await commits.write(() => {
+      const alert = alerts.get(alertId);
+      if (!alert || alert.deliveredAt !== null || !alerts.markEscalated(alertId, at)) return null;
+      if (!route.fallbackUrl) {
+        alerts.addEvent(alertId, at, 'overdue', null, null, { windowMs, reason: 'no fallback endpoint configured for this route' });
+        return { outcome: 'overdue' as const, alert: alerts.get(alertId)! };
+      }
+      alerts.addOutbox({ alertId, target: 'fallback', route: route.name, priority: alert.priority, createdAt: alert.receivedAt, nextAt: at });
+      const moved = alerts.advance(alertId, 'escalated', at, null, { windowMs, fallbackUrl: route.fallbackUrl });
+      return { outcome: 'escalated' as const, alert: moved ?? alerts.get(alertId)! };
+    });
+    if (!result) return null;
+    this.announce(result.outcome === 'escalated' ? 'state' : 'overdue', result.alert);
+    return result.outcome;
+  }
+
+  /** Says again, on the bus, that these alerts wait for a dispatcher. */
+  async remind(alertsToRemind: readonly AlertRecord[]): Promise<void> {
+    const { alerts, commits, clock } = this.deps;
+    const at = clock.now();
+    await commits.write(() => {
+      for (const alert of alertsToRemind) alerts.markReminded(alert.id, at);
+    });
+    for (const alert of alertsToRemind) this.announce('reminder', { ...alert, remindedAt: at });
+  }
+
+  /**
+   * A police status callback. Every new status lands in the timeline; the
+   * alert's reported status only moves forward; accepted or later means the
+   * police have it. Returns false for a repeat of the current status.
+   */
+  async policeStatus(update: PoliceStatusUpdate): Promise<{ alert: AlertRecord; changed: boolean }> {
+    const { alerts, commits, clock } = this.deps;
+    const at = clock.now();
+    const { alert, changed } = await commits.write(() => {
+      const current = this.require(update.alertId);
+      if (current.policeStatus === update.status) return { alert: current, changed: false };
+      const { alertId, status, ...detail } = update;
+      alerts.addEvent(alertId, at, 'police-status', null, 'police', { status, ...detail });
+      const forward = current.policeStatus === null || policeStatusRank(status) >= policeStatusRank(current.policeStatus);
+      if (forward) alerts.setPoliceStatus(alertId, status, update.caseId ?? null, at);
+      if (status !== 'rejected') alerts.advance(alertId, 'acknowledged', at, 'police', { status });
+      return { alert: alerts.get(alertId)!, changed: true };
+    });
+    if (changed) this.announce('police-status', alert);
+    return { alert, changed };
   }
 
   private require(alertId: string): AlertRecord {

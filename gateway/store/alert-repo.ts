@@ -2,7 +2,7 @@
 // writes their SQL. Mutating methods are synchronous and meant to run inside
 // a CommitQueue job, so that an alert, its first timeline entry and its outbox
 // row are committed together or not at all.
-import { stateRank, type AlertState, type EventType, type ResolveOutcome } from '../../protocol/index.ts';
+import { stateRank, type AlertState, type EventType, type PoliceStatus, type ResolveOutcome } from '../../protocol/index.ts';
 import type { Db } from './database.ts';
 
 export type AlertSource = 'mqtt' | 'serial';
@@ -29,6 +29,12 @@ export interface AlertRecord {
   resolvedBy: string | null;
   outcome: ResolveOutcome | null;
   note: string | null;
+  /** When the escalation window was checked for this alert (fallback engaged or found missing). */
+  escalatedAt: number | null;
+  /** Last re-announcement of an alert no dispatcher has acknowledged. */
+  remindedAt: number | null;
+  /** The latest progress the police reported by callback. */
+  policeStatus: PoliceStatus | null;
   updatedAt: number;
 }
 
@@ -52,17 +58,19 @@ export interface OutboxRow {
   doneAt: number | null;
 }
 
-interface AlertRow extends Omit<AlertRecord, 'deviceId' | 'siteId' | 'pressedAt' | 'deviceTs' | 'receivedAt' | 'clockSkew' | 'caseId' | 'deliveredAt' | 'ackedAt' | 'ackedBy' | 'resolvedAt' | 'resolvedBy' | 'updatedAt'> {
+interface AlertRow extends Pick<AlertRecord, 'id' | 'seq' | 'type' | 'priority' | 'state' | 'source' | 'outcome' | 'note'> {
   device_id: string; site_id: string; pressed_at: number; device_ts: number; received_at: number; clock_skew: number;
   case_id: string | null; delivered_at: number | null; acked_at: number | null; acked_by: string | null;
-  resolved_at: number | null; resolved_by: string | null; updated_at: number;
+  resolved_at: number | null; resolved_by: string | null; escalated_at: number | null; reminded_at: number | null;
+  police_status: PoliceStatus | null; updated_at: number;
 }
 
 const alertFromRow = (r: AlertRow): AlertRecord => ({
   id: r.id, deviceId: r.device_id, seq: r.seq, siteId: r.site_id, type: r.type, priority: r.priority, state: r.state,
   source: r.source, pressedAt: r.pressed_at, deviceTs: r.device_ts, receivedAt: r.received_at, clockSkew: r.clock_skew === 1,
   caseId: r.case_id, deliveredAt: r.delivered_at, ackedAt: r.acked_at, ackedBy: r.acked_by, resolvedAt: r.resolved_at,
-  resolvedBy: r.resolved_by, outcome: r.outcome, note: r.note, updatedAt: r.updated_at,
+  resolvedBy: r.resolved_by, outcome: r.outcome, note: r.note, escalatedAt: r.escalated_at, remindedAt: r.reminded_at,
+  policeStatus: r.police_status, updatedAt: r.updated_at,
 });
 
 interface OutboxDbRow {
@@ -99,6 +107,18 @@ export class AlertRepo {
         WHERE id = @id AND resolved_at IS NULL`),
       outboxDone: db.prepare('UPDATE outbox SET done_at = @at, attempts = @attempts, last_error = @error WHERE alert_id = @alertId AND target = @target AND done_at IS NULL'),
       outboxCancel: db.prepare('UPDATE outbox SET done_at = ?, last_error = ? WHERE alert_id = ? AND done_at IS NULL'),
+      outboxCancelTarget: db.prepare('UPDATE outbox SET done_at = ?, last_error = ? WHERE alert_id = ? AND target = ? AND done_at IS NULL'),
+      outboxDefer: db.prepare('UPDATE outbox SET next_at = @nextAt WHERE alert_id = @alertId AND target = @target AND done_at IS NULL'),
+      outboxBringForward: db.prepare(`UPDATE outbox SET next_at = @now WHERE done_at IS NULL AND next_at > @now AND target = @target
+        AND route IN (SELECT value FROM json_each(@routes))`),
+      overdue: db.prepare(`SELECT a.*, o.route AS route FROM alerts a JOIN outbox o ON o.alert_id = a.id AND o.target = 'primary'
+        WHERE a.delivered_at IS NULL AND a.escalated_at IS NULL AND a.state != 'resolved' AND a.received_at <= ?
+        ORDER BY a.received_at LIMIT ?`),
+      escalated: db.prepare('UPDATE alerts SET escalated_at = ? WHERE id = ? AND escalated_at IS NULL'),
+      dueReminders: db.prepare(`SELECT * FROM alerts WHERE state != 'resolved' AND acked_at IS NULL
+        AND coalesce(reminded_at, received_at) <= ? ORDER BY priority DESC, received_at LIMIT ?`),
+      reminded: db.prepare('UPDATE alerts SET reminded_at = ? WHERE id = ?'),
+      policeStatus: db.prepare('UPDATE alerts SET police_status = @status, case_id = coalesce(case_id, @caseId), updated_at = @at WHERE id = @id'),
       outboxRetry: db.prepare('UPDATE outbox SET attempts = @attempts, next_at = @nextAt, last_error = @error WHERE alert_id = @alertId AND target = @target AND done_at IS NULL'),
       due: db.prepare('SELECT * FROM outbox WHERE done_at IS NULL AND next_at <= ? ORDER BY priority DESC, created_at LIMIT ?'),
       nextDue: db.prepare('SELECT min(next_at) FROM outbox WHERE done_at IS NULL').pluck(),
@@ -147,6 +167,46 @@ export class AlertRepo {
 
   scheduleRetry(alertId: string, target: OutboxTarget, attempts: number, nextAt: number, error: string): void {
     this.stmts.outboxRetry.run({ alertId, target, attempts, nextAt, error });
+  }
+
+  /** Postpones a row without counting an attempt (its endpoint's breaker is open). */
+  deferOutbox(alertId: string, target: OutboxTarget, nextAt: number): void {
+    this.stmts.outboxDefer.run({ alertId, target, nextAt });
+  }
+
+  /** An endpoint is back: its whole backlog becomes due now, to go out by severity then age. */
+  bringForward(target: OutboxTarget, routes: readonly string[], now: number): number {
+    return this.stmts.outboxBringForward.run({ target, routes: JSON.stringify(routes), now }).changes;
+  }
+
+  cancelOutboxTarget(alertId: string, target: OutboxTarget, at: number, reason: string): void {
+    this.stmts.outboxCancelTarget.run(at, reason, alertId, target);
+  }
+
+  addOutbox(row: Omit<OutboxRow, 'attempts' | 'lastError' | 'doneAt'>): boolean {
+    return this.stmts.insertOutbox.run(row).changes === 1;
+  }
+
+  /** Alerts still undelivered at `receivedBefore` whose escalation has not been decided, with their primary route. */
+  overdueForEscalation(receivedBefore: number, limit: number): Array<AlertRecord & { route: string }> {
+    return (this.stmts.overdue.all(receivedBefore, limit) as Array<AlertRow & { route: string }>).map((r) => ({ ...alertFromRow(r), route: r.route }));
+  }
+
+  markEscalated(alertId: string, at: number): boolean {
+    return this.stmts.escalated.run(at, alertId).changes === 1;
+  }
+
+  /** Open alerts no dispatcher has acknowledged and not announced since `before`: most severe, then oldest first. */
+  dueReminders(before: number, limit: number): AlertRecord[] {
+    return (this.stmts.dueReminders.all(before, limit) as AlertRow[]).map(alertFromRow);
+  }
+
+  markReminded(alertId: string, at: number): void {
+    this.stmts.reminded.run(at, alertId);
+  }
+
+  setPoliceStatus(alertId: string, status: PoliceStatus, caseId: string | null, at: number): void {
+    this.stmts.policeStatus.run({ id: alertId, status, caseId, at });
   }
 
   /** A dispatcher took the alert: recorded once, with who and when. */
