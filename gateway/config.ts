@@ -7,12 +7,17 @@ import { describeIssues } from '../protocol/index.ts';
 const Port = z.int().min(0).max(65535);
 const HttpUrl = z.url({ protocol: /^https?$/ });
 
+/** What a police endpoint accepts: our JSON webhook body, or OASIS CAP 1.2 XML. */
+export const PoliceFormat = z.enum(['json', 'cap']);
+export type PoliceFormat = z.infer<typeof PoliceFormat>;
+
 export const PoliceRoute = z.strictObject({
   /** Police station name as in the sites' `policeStation`, or a district name. */
   match: z.string().min(1),
   url: HttpUrl,
   fallbackUrl: HttpUrl.optional(),
   secret: z.string().min(16).optional(),
+  format: PoliceFormat.default('json'),
 });
 export type PoliceRoute = z.infer<typeof PoliceRoute>;
 
@@ -36,6 +41,10 @@ export const ConfigSchema = z.strictObject({
     url: HttpUrl.optional(),
     /** HMAC key for the default route; when unset one is generated into the data dir. */
     secret: z.string().min(16, 'at least 16 characters').optional(),
+    /** Fallback endpoint of the default route, engaged when the escalation window passes. */
+    fallbackUrl: HttpUrl.optional(),
+    /** Body format of the default route. */
+    format: PoliceFormat.default('json'),
     routes: z.array(PoliceRoute).default([]),
     timeoutMs: z.int().min(100).max(60_000).default(5000),
     concurrency: z.int().min(1).max(1024).default(32),
@@ -83,6 +92,8 @@ export const ENV_VARS: ReadonlyArray<{ name: string; path: string; kind: 'string
   { name: 'SAFEHAVEN_HTTP_PORT', path: 'http.port', kind: 'int', doc: 'HTTP port for API and dashboard (default 8080; 0 = any free port)' },
   { name: 'SAFEHAVEN_POLICE_URL', path: 'police.url', kind: 'string', doc: 'default police route (default: in-process simulator)' },
   { name: 'SAFEHAVEN_POLICE_SECRET', path: 'police.secret', kind: 'string', doc: 'HMAC key for the default route (default: generated into <dataDir>/police-secret)' },
+  { name: 'SAFEHAVEN_POLICE_FALLBACK_URL', path: 'police.fallbackUrl', kind: 'string', doc: 'fallback endpoint of the default route, engaged after the escalation window' },
+  { name: 'SAFEHAVEN_POLICE_FORMAT', path: 'police.format', kind: 'string', doc: 'body format of the default route: json (default) or cap (OASIS CAP 1.2 XML)' },
   { name: 'SAFEHAVEN_POLICE_TIMEOUT_MS', path: 'police.timeoutMs', kind: 'int', doc: 'per-attempt timeout of a police POST (default 5000)' },
   { name: 'SAFEHAVEN_ESCALATION_MS', path: 'escalation.windowMs', kind: 'int', doc: 'no police 2xx within this → fallback endpoint engaged too (default 10000)' },
   { name: 'SAFEHAVEN_REMINDER_SEC', path: 'escalation.reminderSec', kind: 'int', doc: 'unacknowledged alerts are re-announced this often (default 60)' },

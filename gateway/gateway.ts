@@ -109,6 +109,9 @@ export class Gateway {
     pipeline.dispatcher.start();
     this.escalation!.start();
     const httpPort = await this.startHttp(store, pipeline, broker, adminToken.value);
+    // The demo police report progress back, so the whole loop (and the device's blinks) can be seen without a PSAP.
+    const callbackHost = ['0.0.0.0', '::'].includes(this.config.http.host) ? '127.0.0.1' : this.config.http.host;
+    this.policeSim?.scriptStatus(`http://${callbackHost.includes(':') ? `[${callbackHost}]` : callbackHost}:${httpPort}/api/police/status`);
 
     const counts = store.registry.counts();
     this.info = {
@@ -145,7 +148,8 @@ export class Gateway {
     const { alerts, audit, commits, registry } = store;
     const policeSecret = config.police.secret ?? loadOrCreateSecret(config.dataDir, POLICE_SECRET_FILE).value;
     const policeUrl = config.police.url ?? (await this.startPoliceSim(policeSecret));
-    const routes = (this.routes = new RouteTable({ url: policeUrl, secret: policeSecret }, config.police.routes));
+    const { fallbackUrl, format } = config.police;
+    const routes = (this.routes = new RouteTable({ url: policeUrl, secret: policeSecret, fallbackUrl, format }, config.police.routes));
     const bus = new AlertBus(this.log('bus'));
     const lifecycle = new AlertLifecycle({ alerts, audit, commits, registry, bus, clock });
     this.policeClient = this.deps.policeClient ?? createPoliceClient({ connectionsPerOrigin: config.police.concurrency });

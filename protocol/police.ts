@@ -106,9 +106,9 @@ export function buildPoliceBody(input: PoliceBodyInput): string {
 }
 
 /** Headers of one attempt: the same Idempotency-Key on every attempt and every endpoint. */
-export function policeHeaders(alertId: string, secret: string, body: string): Record<string, string> {
+export function policeHeaders(alertId: string, secret: string, body: string, contentType = 'application/json'): Record<string, string> {
   return {
-    'content-type': 'application/json',
+    'content-type': contentType,
     'idempotency-key': alertId,
     'x-safehaven-signature': signBody(secret, body),
   };

@@ -53,7 +53,7 @@ describe('a press reaches the police', () => {
     const alertId = deriveAlertId(BUTTON, 1);
     const received = await waitFor(() => gw.police.received().find((a) => a.idempotencyKey === alertId), 'police receipt');
     const store = gw.gateway['registry']!.site('store-0001')!;
-    expect(received.body.site).toMatchObject({ name: store.name, address: store.address, phone: store.phone, lat: store.lat, lon: store.lon });
+    expect(received.body!.site).toMatchObject({ name: store.name, address: store.address, phone: store.phone, lat: store.lat, lon: store.lon });
     expect(received.body).toMatchObject({ alertId, type: 'panic', deviceId: BUTTON, attempt: 1 });
 
     await waitFor(() => acks.some((m) => m.body.state === 'acknowledged'), 'acknowledged ack');

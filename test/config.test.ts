@@ -76,7 +76,8 @@ describe('loadConfig with SAFEHAVEN_CONFIG', () => {
 
   it('reads police routes from the file', () => {
     const route = { match: 'Gangnam-gu', url: 'https://gangnam.example/alerts' };
-    expect(loadConfig({ SAFEHAVEN_CONFIG: configFile({ police: { routes: [route] } }) }).police.routes).toEqual([route]);
+    const cap = { match: 'Mapo Police Station', url: 'https://mapo.example/cap', fallbackUrl: 'https://seoul.example/cap', format: 'cap' };
+    expect(loadConfig({ SAFEHAVEN_CONFIG: configFile({ police: { routes: [route, cap] } }) }).police.routes).toEqual([{ ...route, format: 'json' }, cap]);
   });
 });
 

@@ -38,10 +38,10 @@ describe('retryDelay', () => {
 describe('RouteTable', () => {
   const DEFAULT_SECRET = 'default-secret-0123456789';
   const DISTRICT_SECRET = 'district-secret-0123456789';
-  const table = new RouteTable({ url: 'http://default.example/', secret: DEFAULT_SECRET }, [
+  const table = new RouteTable({ url: 'http://default.example/', secret: DEFAULT_SECRET, format: 'json' }, [
     // District first in the config: the station route must still win for its station.
-    { match: 'Gangnam-gu', url: 'http://district.example/', secret: DISTRICT_SECRET },
-    { match: 'Gangnam Police Station', url: 'http://station.example/', fallbackUrl: 'http://station-backup.example/' },
+    { match: 'Gangnam-gu', url: 'http://district.example/', secret: DISTRICT_SECRET, format: 'json' },
+    { match: 'Gangnam Police Station', url: 'http://station.example/', fallbackUrl: 'http://station-backup.example/', format: 'cap' },
   ]);
 
   it.each([
@@ -58,15 +58,15 @@ describe('RouteTable', () => {
   });
 
   it('falls back to the default route for a route name no longer configured', () => {
-    expect(table.byName('Removed Police Station')).toEqual({ name: DEFAULT_ROUTE, url: 'http://default.example/', secret: DEFAULT_SECRET });
+    expect(table.byName('Removed Police Station')).toEqual({ name: DEFAULT_ROUTE, url: 'http://default.example/', secret: DEFAULT_SECRET, format: 'json' });
   });
 
   it('describes every route without any secret', () => {
     const described = table.describe();
     expect(described).toEqual([
-      { name: DEFAULT_ROUTE, url: 'http://default.example/' },
-      { name: 'Gangnam-gu', url: 'http://district.example/' },
-      { name: 'Gangnam Police Station', url: 'http://station.example/', fallbackUrl: 'http://station-backup.example/' },
+      { name: DEFAULT_ROUTE, url: 'http://default.example/', format: 'json' },
+      { name: 'Gangnam-gu', url: 'http://district.example/', format: 'json' },
+      { name: 'Gangnam Police Station', url: 'http://station.example/', fallbackUrl: 'http://station-backup.example/', format: 'cap' },
     ]);
     const text = JSON.stringify(described);
     expect(text).not.toContain(DEFAULT_SECRET);

@@ -6,7 +6,7 @@
 // parks a dead endpoint's rows until a probe gets through, then brings its
 // whole backlog forward so it drains by severity then age.
 import type { Logger } from 'pino';
-import { buildPoliceBody, PoliceAnswer, policeHeaders } from '../../protocol/index.ts';
+import { buildCapAlert, buildPoliceBody, CAP_CONTENT_TYPE, PoliceAnswer, policeHeaders, type PoliceBodyInput } from '../../protocol/index.ts';
 import type { Clock } from '../clock.ts';
 import type { Counters } from '../metrics/counters.ts';
 import type { AlertLifecycle } from '../pipeline/alert-lifecycle.ts';
@@ -15,7 +15,7 @@ import type { AlertRepo, OutboxRow } from '../store/alert-repo.ts';
 import type { CommitQueue } from '../store/commit-queue.ts';
 import type { CircuitBreaker, EndpointReport } from './circuit-breaker.ts';
 import type { PoliceHttpClient } from './police-client.ts';
-import type { RouteTable } from './route-table.ts';
+import type { ResolvedRoute, RouteTable } from './route-table.ts';
 
 export interface DispatcherOptions {
   concurrency: number;
@@ -42,6 +42,16 @@ export interface DispatcherDeps {
 export function retryDelay(attempt: number, baseMs: number, maxMs: number, random: () => number): number {
   const ceiling = Math.min(maxMs, baseMs * 2 ** Math.min(attempt - 1, 30));
   return Math.round(ceiling / 2 + random() * (ceiling / 2));
+}
+
+/** One attempt's body and headers in the route's format; the signature covers the exact body either way. */
+export function policeRequest(route: ResolvedRoute, input: PoliceBodyInput): { body: string; headers: Record<string, string> } {
+  if (route.format === 'cap') {
+    const body = buildCapAlert({ ...input, msgType: 'Alert' });
+    return { body, headers: policeHeaders(input.alertId, route.secret, body, CAP_CONTENT_TYPE) };
+  }
+  const body = buildPoliceBody(input);
+  return { body, headers: policeHeaders(input.alertId, route.secret, body) };
 }
 
 /** Timeline entries for failures at attempts 1, 2, 4, 8…: a long outage leaves a readable history, not thousands of rows. */
@@ -142,11 +152,11 @@ export class Dispatcher {
     const attempt = row.attempts + 1;
     if (alert.state === 'received') void lifecycle.dispatched(alert.id, row.target, url).catch((err) => log.error({ err, alertId: alert.id }, 'could not record dispatch'));
 
-    const body = buildPoliceBody({ ...alert, alertId: alert.id, site, attempt, sentAt: clock.now() });
+    const { body, headers } = policeRequest(route, { ...alert, alertId: alert.id, site, attempt, sentAt: clock.now() });
     counters.inc('police_attempts_total', { target: row.target });
     let failure: string;
     try {
-      const answer = await http.post(url, body, policeHeaders(alert.id, route.secret, body), this.opts.timeoutMs);
+      const answer = await http.post(url, body, headers, this.opts.timeoutMs);
       if (answer.status >= 200 && answer.status < 300) {
         if (this.deps.breaker.success(url)) await this.bringForward(url);
         counters.inc('police_delivered_total', { target: row.target });

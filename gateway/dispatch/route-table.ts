@@ -1,7 +1,7 @@
 // Which police endpoint gets a site's alerts: the route whose `match` names
 // the site's police station, else its district, else the default route.
 import type { Site } from '../../protocol/index.ts';
-import type { PoliceRoute } from '../config.ts';
+import type { PoliceFormat, PoliceRoute } from '../config.ts';
 
 export const DEFAULT_ROUTE = 'default';
 
@@ -10,16 +10,17 @@ export interface ResolvedRoute {
   url: string;
   fallbackUrl?: string;
   secret: string;
+  format: PoliceFormat;
 }
 
 export class RouteTable {
   private readonly byMatch = new Map<string, ResolvedRoute>();
   private readonly fallback: ResolvedRoute;
 
-  constructor(defaultRoute: { url: string; secret: string; fallbackUrl?: string }, routes: readonly PoliceRoute[]) {
+  constructor(defaultRoute: Omit<ResolvedRoute, 'name'>, routes: readonly PoliceRoute[]) {
     this.fallback = { name: DEFAULT_ROUTE, ...defaultRoute };
     for (const r of routes) {
-      this.byMatch.set(r.match, { name: r.match, url: r.url, fallbackUrl: r.fallbackUrl, secret: r.secret ?? defaultRoute.secret });
+      this.byMatch.set(r.match, { name: r.match, url: r.url, fallbackUrl: r.fallbackUrl, secret: r.secret ?? defaultRoute.secret, format: r.format });
     }
   }
 
@@ -50,7 +51,7 @@ export class RouteTable {
   }
 
   /** For the banner and /healthz: never the secrets. */
-  describe(): Array<{ name: string; url: string; fallbackUrl?: string }> {
-    return [this.fallback, ...this.byMatch.values()].map(({ name, url, fallbackUrl }) => ({ name, url, ...(fallbackUrl ? { fallbackUrl } : {}) }));
+  describe(): Array<{ name: string; url: string; fallbackUrl?: string; format: PoliceFormat }> {
+    return [this.fallback, ...this.byMatch.values()].map(({ name, url, fallbackUrl, format }) => ({ name, url, ...(fallbackUrl ? { fallbackUrl } : {}), format }));
   }
 }
