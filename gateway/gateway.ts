@@ -235,10 +235,11 @@ export class Gateway {
     await this.broker?.stop();
     await this.escalation?.stop();
     await this.dispatcher?.stop(SHUTDOWN_GRACE_MS);
+    // Attempts still out after the grace are cut off; their rows stay due in the outbox for the next start.
+    await this.policeClient?.close();
     await this.registry?.flushPresence().catch((err) => this.rootLog.error({ err }, 'presence flush on shutdown failed'));
     this.commits?.close();
     this.db?.close();
-    await this.policeClient?.close();
     await this.policeSim?.stop();
     this.http = this.broker = this.dispatcher = this.commits = this.db = null;
   }

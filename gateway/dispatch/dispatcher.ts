@@ -115,7 +115,10 @@ export class Dispatcher {
         const key = `${row.alertId}:${row.target}`;
         if (this.inFlight.has(key)) continue;
         this.inFlight.add(key);
-        void this.attempt(row).finally(() => {
+        void this.attempt(row).catch((err: unknown) => {
+          // The outcome could not be recorded (store failing or closed): the row is still due and goes out again.
+          this.deps.log.error({ err, alertId: row.alertId, target: row.target }, 'police attempt outcome not recorded; it will be retried');
+        }).finally(() => {
           this.inFlight.delete(key);
           if (this.inFlight.size === 0 && this.idle) this.idle();
           this.notify();

@@ -17,7 +17,8 @@ export function alertView(a: AlertRecord, site: Site | undefined) {
     id: a.id, deviceId: a.deviceId, seq: a.seq, siteId: a.siteId, type: a.type, priority: a.priority, state: a.state,
     source: a.source, pressedAt: iso(a.pressedAt), receivedAt: iso(a.receivedAt), deviceTs: iso(a.deviceTs), clockSkew: a.clockSkew,
     caseId: a.caseId, deliveredAt: iso(a.deliveredAt), ackedAt: iso(a.ackedAt), ackedBy: a.ackedBy,
-    resolvedAt: iso(a.resolvedAt), resolvedBy: a.resolvedBy, outcome: a.outcome, note: a.note, updatedAt: iso(a.updatedAt),
+    resolvedAt: iso(a.resolvedAt), resolvedBy: a.resolvedBy, outcome: a.outcome, note: a.note, policeStatus: a.policeStatus,
+    escalatedAt: iso(a.escalatedAt), remindedAt: iso(a.remindedAt), updatedAt: iso(a.updatedAt),
     site: site ?? null,
   };
 }

@@ -41,8 +41,12 @@ export interface StoreHealth {
   pending: number;
 }
 
+/** While the store is failing, a tiny write tries it this often, so health recovers even when no device is sending. */
+const PROBE_INTERVAL_MS = 1000;
+
 export class CommitQueue {
   private pending: Job[] = [];
+  private probe: NodeJS.Timeout | null = null;
   private scheduled = false;
   private closed = false;
   private readonly health: StoreHealth = {
@@ -126,10 +130,19 @@ export class CommitQueue {
       this.log.error({ err: error, jobs, code: 'STORE_COMMIT_FAILED' }, 'store commit failed again');
     }
     this.health.ok = false;
+    if (!this.probe && !this.closed) {
+      // A real write: an empty transaction takes no lock and would "succeed" against a locked or read-only store.
+      const probe = () => this.db.exec(`CREATE TABLE IF NOT EXISTS store_probe (id INTEGER PRIMARY KEY, at INTEGER NOT NULL);
+        INSERT OR REPLACE INTO store_probe VALUES (1, ${Date.now()})`);
+      this.probe = setInterval(() => void this.write(probe).catch(() => undefined), PROBE_INTERVAL_MS);
+      this.probe.unref();
+    }
   }
 
   private noteSuccess(): void {
     this.health.commits++;
+    if (this.probe) clearInterval(this.probe);
+    this.probe = null;
     if (!this.health.ok) {
       this.health.ok = true;
       this.log.warn({ failedCommits: this.health.failedCommits }, 'store commits again: recovered');
@@ -141,6 +154,8 @@ export class CommitQueue {
   }
 
   close(): void {
+    if (this.probe) clearInterval(this.probe);
+    this.probe = null;
     this.flush();
     this.closed = true;
   }

@@ -114,6 +114,8 @@ const MIGRATIONS: readonly string[] = [
   `,
 ];
 
+const BUSY_TIMEOUT_MS = 250;
+
 export interface OpenOptions {
   dataDir: string;
   synchronous: 'full' | 'normal';
@@ -123,7 +125,9 @@ export interface OpenOptions {
 
 export function openDatabase({ dataDir, synchronous, fileName = 'safehaven.db' }: OpenOptions): Db {
   mkdirSync(dataDir, { recursive: true });
-  const db = new Database(join(dataDir, fileName), { timeout: 2000 });
+  // Only another process (a backup, an operator's sqlite3 shell) can hold the write lock, and while
+  // it waits the event loop is blocked: wait briefly, then fail the commit so the device retries.
+  const db = new Database(join(dataDir, fileName), { timeout: BUSY_TIMEOUT_MS });
   db.pragma('journal_mode = WAL');
   db.pragma(`synchronous = ${synchronous.toUpperCase()}`);
   db.pragma('foreign_keys = ON');
