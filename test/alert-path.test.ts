@@ -204,6 +204,23 @@ describe('bad input is refused clearly and loses nothing', () => {
     await waitFor(() => gw.police.received().find((a) => a.idempotencyKey === deriveAlertId(BUTTON, 40)), 'delivery after garbage');
   });
 
+  it.each([
+    ['years behind (a button whose RTC reset to 1970)', 1000],
+    ['a day ahead', Date.now() + 86_400_000],
+  ])('never drops a panic from a device clock %s: receive time is used and the alert is flagged', async (_what, ts) => {
+    const button = await device(BUTTON);
+    const seq = ts === 1000 ? 60 : 61;
+    const before = Date.now();
+    await publish(button, topics.event(BUTTON), pressBody(seq, { ts }));
+    const alertId = deriveAlertId(BUTTON, seq);
+    const received = await waitFor(() => gw.police.received().find((a) => a.idempotencyKey === alertId), 'delivery despite the clock');
+    expect(received.body!.clockSkew).toBe(true);
+    expect(Date.parse(received.body!.pressedAt)).toBeGreaterThanOrEqual(before - 1000);
+    const { json } = await gw.api('GET', `/api/alerts/${alertId}`);
+    expect(json).toMatchObject({ clockSkew: true, deviceTs: new Date(ts).toISOString() });
+    expect(json.pressedAt).toBe(json.receivedAt);
+  });
+
   it('records heartbeats as presence without making alerts', async () => {
     const button = await device(BUTTON);
     await publish(button, topics.heartbeat(BUTTON), JSON.stringify({ seq: 50, ts: Date.now(), battery: 41, rssi: -70, fw: '1.4.2' }), { qos: 0 });
