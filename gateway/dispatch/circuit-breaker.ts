@@ -53,10 +53,17 @@ export class CircuitBreaker {
     return true;
   }
 
-  /** When a refused attempt should be tried again: the end of the open period. */
-  retryAt(url: string): number {
-    const state = this.endpoints.get(url);
-    return state && state.phase === 'open' ? state.openUntil : this.clock.now();
+  /** Open endpoints whose open period is over: each wants one probe now. */
+  probesDue(): string[] {
+    const now = this.clock.now();
+    return [...this.endpoints].filter(([, s]) => s.phase === 'open' && s.openUntil <= now).map(([url]) => url);
+  }
+
+  /** When the next open period ends, for the dispatcher's timer. */
+  nextProbeAt(): number | null {
+    let next: number | null = null;
+    for (const s of this.endpoints.values()) if (s.phase === 'open' && (next === null || s.openUntil < next)) next = s.openUntil;
+    return next;
   }
 
   /** Returns true when this success ends an outage: the caller may bring the endpoint's backlog forward. */

@@ -109,30 +109,48 @@ export class Dispatcher {
     if (free > 0) {
       const now = this.deps.clock.now();
       // Rows in flight are still "due" in the store; read past them.
-      const rows = this.deps.alerts.dueOutbox(now, free + this.inFlight.size);
+      // Probes first: one parked row per recovered-looking endpoint, so an outage ends as soon as the endpoint is back.
+      const rows = [...this.probeRows(), ...this.deps.alerts.dueOutbox(now, free + this.inFlight.size)];
       for (const row of rows) {
         if (this.inFlight.size >= this.opts.concurrency) break;
-        const key = `${row.alertId}:${row.target}`;
-        if (this.inFlight.has(key)) continue;
-        this.inFlight.add(key);
-        void this.attempt(row).catch((err: unknown) => {
-          // The outcome could not be recorded (store failing or closed): the row is still due and goes out again.
-          this.deps.log.error({ err, alertId: row.alertId, target: row.target }, 'police attempt outcome not recorded; it will be retried');
-        }).finally(() => {
-          this.inFlight.delete(key);
-          if (this.inFlight.size === 0 && this.idle) this.idle();
-          this.notify();
-        });
+        this.launch(row);
       }
     }
     this.armTimer();
+  }
+
+  private launch(row: OutboxRow): void {
+    const key = `${row.alertId}:${row.target}`;
+    if (this.inFlight.has(key)) return;
+    this.inFlight.add(key);
+    void this.attempt(row).catch((err: unknown) => {
+      // The outcome could not be recorded (store failing or closed): the row is still due and goes out again.
+      this.deps.log.error({ err, alertId: row.alertId, target: row.target }, 'police attempt outcome not recorded; it will be retried');
+    }).finally(() => {
+      this.inFlight.delete(key);
+      if (this.inFlight.size === 0 && this.idle) this.idle();
+      this.notify();
+    });
+  }
+
+  private probeRows(): OutboxRow[] {
+    const { alerts, breaker, routes } = this.deps;
+    const rows: OutboxRow[] = [];
+    for (const url of breaker.probesDue()) {
+      const { primary, fallback } = routes.routesUsing(url);
+      const row = alerts.firstPendingFor('primary', primary) ?? alerts.firstPendingFor('fallback', fallback);
+      if (row) rows.push(row);
+    }
+    return rows;
   }
 
   /** Wakes the pump when the earliest retry falls due. */
   private armTimer(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    const next = this.deps.alerts.nextDueAt();
+    const due = this.deps.alerts.nextDueAt();
+    const probe = this.deps.breaker.nextProbeAt();
+    const next = due === null ? probe : probe === null ? due : Math.min(due, probe);
     if (next === null || this.stopping) return;
     const delay = Math.max(0, next - this.deps.clock.now());
     // Only worth a timer if the pump would find a free slot: otherwise a completion will pump.
@@ -151,7 +169,7 @@ export class Dispatcher {
     }
     const route = routes.byName(row.route);
     const url = row.target === 'primary' ? route.url : route.fallbackUrl ?? route.url;
-    if (!this.deps.breaker.allow(url)) return this.park(row, url);
+    if (!this.deps.breaker.allow(url)) return this.park(row);
     const attempt = row.attempts + 1;
     if (alert.state === 'received') void lifecycle.dispatched(alert.id, row.target, url).catch((err) => log.error({ err, alertId: alert.id }, 'could not record dispatch'));
 
@@ -202,11 +220,15 @@ export class Dispatcher {
     }
   }
 
-  /** The endpoint's breaker is open: wait for its probe without spending an attempt. */
-  private async park(row: OutboxRow, url: string): Promise<void> {
-    const { alerts, commits, breaker, clock, counters, log } = this.deps;
-    // While a probe is out, look again once it has had time to answer.
-    const until = Math.max(breaker.retryAt(url), clock.now() + this.opts.timeoutMs);
+  /**
+   * The endpoint's breaker is open: the row waits without spending an
+   * attempt. It can wait long, because the probe that finds the endpoint back
+   * brings the whole backlog forward; the wait only bounds how stale a row
+   * can get if that bring-forward itself fails.
+   */
+  private async park(row: OutboxRow): Promise<void> {
+    const { alerts, commits, clock, counters, log } = this.deps;
+    const until = clock.now() + this.opts.retryMaxMs;
     counters.inc('police_parked_total', { target: row.target });
     try {
       await commits.write(() => alerts.deferOutbox(row.alertId, row.target, until));

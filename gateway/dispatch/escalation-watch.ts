@@ -67,13 +67,10 @@ export class EscalationWatch {
     const { alerts, lifecycle, routes, clock, counters, log } = this.deps;
     const overdue = alerts.overdueForEscalation(clock.now() - this.opts.windowMs, BATCH);
     if (overdue.length === 0) return;
-    let escalated = 0;
-    const stranded: string[] = [];
-    for (const alert of overdue) {
-      const outcome = await lifecycle.escalate(alert.id, routes.byName(alert.route), this.opts.windowMs);
-      if (outcome === 'escalated') escalated++;
-      if (outcome === 'overdue') stranded.push(alert.id);
-    }
+    // Started together, so they share one group commit.
+    const outcomes = await Promise.all(overdue.map((alert) => lifecycle.escalate(alert.id, routes.byName(alert.route), this.opts.windowMs)));
+    const escalated = outcomes.filter((o) => o === 'escalated').length;
+    const stranded = overdue.filter((_, i) => outcomes[i] === 'overdue').map((a) => a.id);
     if (escalated > 0) {
       counters.inc('alerts_escalated_total', undefined, escalated);
       log.warn({ count: escalated, windowMs: this.opts.windowMs, code: 'ALERT_ESCALATED' }, 'no police answer within the escalation window: fallback endpoint engaged');

@@ -111,6 +111,8 @@ export class AlertRepo {
       outboxDefer: db.prepare('UPDATE outbox SET next_at = @nextAt WHERE alert_id = @alertId AND target = @target AND done_at IS NULL'),
       outboxBringForward: db.prepare(`UPDATE outbox SET next_at = @now WHERE done_at IS NULL AND next_at > @now AND target = @target
         AND route IN (SELECT value FROM json_each(@routes))`),
+      firstPendingFor: db.prepare(`SELECT * FROM outbox WHERE done_at IS NULL AND target = @target
+        AND route IN (SELECT value FROM json_each(@routes)) ORDER BY priority DESC, created_at LIMIT 1`),
       overdue: db.prepare(`SELECT a.*, o.route AS route FROM alerts a JOIN outbox o ON o.alert_id = a.id AND o.target = 'primary'
         WHERE a.delivered_at IS NULL AND a.escalated_at IS NULL AND a.state != 'resolved' AND a.received_at <= ?
         ORDER BY a.received_at LIMIT ?`),
@@ -177,6 +179,12 @@ export class AlertRepo {
   /** An endpoint is back: its whole backlog becomes due now, to go out by severity then age. */
   bringForward(target: OutboxTarget, routes: readonly string[], now: number): number {
     return this.stmts.outboxBringForward.run({ target, routes: JSON.stringify(routes), now }).changes;
+  }
+
+  /** The row a breaker probe should carry: the most severe, oldest one waiting for these routes, due or parked. */
+  firstPendingFor(target: OutboxTarget, routes: readonly string[]): OutboxRow | null {
+    const row = this.stmts.firstPendingFor.get({ target, routes: JSON.stringify(routes) }) as OutboxDbRow | undefined;
+    return row ? outboxFromRow(row) : null;
   }
 
   cancelOutboxTarget(alertId: string, target: OutboxTarget, at: number, reason: string): void {
