@@ -1,5 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import type { Logger } from 'pino';
+import pino from 'pino';
+import { CircuitBreaker } from '../gateway/dispatch/circuit-breaker.ts';
 import { retryDelay } from '../gateway/dispatch/dispatcher.ts';
 import { RouteTable, DEFAULT_ROUTE } from '../gateway/dispatch/route-table.ts';
 import { LogThrottle } from '../gateway/log-throttle.ts';
@@ -158,5 +160,56 @@ describe('Counters', () => {
     c.inc('a_total');
     expect(c.snapshot()).toEqual({ a_total: 1, 'b_total{a="say _hi__",z="1"}': 1 });
     expect(Object.keys(c.snapshot())).toEqual(['a_total', 'b_total{a="say _hi__",z="1"}']);
+  });
+});
+
+describe('CircuitBreaker', () => {
+  const URL_A = 'http://a.example/';
+  function setup() {
+    let now = 1_000_000;
+    const clock = { now: () => now };
+    const breaker = new CircuitBreaker({ failureThreshold: 3, openBaseMs: 500, openMaxMs: 2000 }, clock, pino({ level: 'silent' }));
+    return { breaker, advance: (ms: number) => (now += ms), at: () => now };
+  }
+
+  it('stays closed through fewer failures than the threshold', () => {
+    const { breaker } = setup();
+    breaker.failure(URL_A, 'HTTP 503');
+    breaker.failure(URL_A, 'HTTP 503');
+    expect(breaker.allow(URL_A)).toBe(true);
+    expect(breaker.failing()).toEqual([URL_A]);
+  });
+
+  it('opens at the threshold, lets exactly one probe through when the open period ends, and doubles the period on a failed probe', () => {
+    const { breaker, advance, at } = setup();
+    for (let i = 0; i < 3; i++) breaker.failure(URL_A, 'HTTP 503');
+    expect(breaker.allow(URL_A)).toBe(false);
+    expect(breaker.nextProbeAt()).toBe(at() + 500);
+    advance(500);
+    expect(breaker.probesDue()).toEqual([URL_A]);
+    expect(breaker.allow(URL_A)).toBe(true);
+    expect(breaker.allow(URL_A)).toBe(false);
+    breaker.failure(URL_A, 'timeout');
+    expect(breaker.nextProbeAt()).toBe(at() + 1000);
+    advance(1000);
+    expect(breaker.allow(URL_A)).toBe(true);
+    breaker.failure(URL_A, 'timeout');
+    expect(breaker.nextProbeAt()).toBe(at() + 2000);
+    advance(2000);
+    expect(breaker.allow(URL_A)).toBe(true);
+    breaker.failure(URL_A, 'timeout');
+    expect(breaker.nextProbeAt()).toBe(at() + 2000);
+  });
+
+  it('closes on a successful probe and says the outage is over, once', () => {
+    const { breaker, advance } = setup();
+    for (let i = 0; i < 3; i++) breaker.failure(URL_A, 'HTTP 503');
+    advance(500);
+    expect(breaker.allow(URL_A)).toBe(true);
+    expect(breaker.success(URL_A)).toBe(true);
+    expect(breaker.allow(URL_A)).toBe(true);
+    expect(breaker.success(URL_A)).toBe(false);
+    expect(breaker.failing()).toEqual([]);
+    expect(breaker.report()[0]).toMatchObject({ phase: 'closed', consecutiveFailures: 0 });
   });
 });
