@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { press, PressError } from '../../device-sim/press.ts';
-import { describeIssues, DeviceId, EventType, formatDeviceEvent } from '../../protocol/index.ts';
+import { deriveRadioKey, describeIssues, DeviceId, EventType, formatDeviceEvent } from '../../protocol/index.ts';
 import { POLICE_SECRET_FILE } from '../data-dir-secrets.ts';
 import { createRootLogger } from '../logger.ts';
 import { runGateway } from '../main.ts';
@@ -27,7 +27,8 @@ commands:
       --mqtt URL                  default mqtt://127.0.0.1:$SAFEHAVEN_MQTT_PORT or :1883
       --wait-ms N                 how long to wait for the police ack (default 10000)
   frame --device ID --secret S --seq N --type T [--ts MS --rssi=DBM --battery PCT]
-                                print one valid serial device-event line
+                                print one valid serial device-event line, signed with
+                                the radio key derived from the secret
                                 (negative values need "=": --rssi=-61)
 
 common: --data-dir D (default $SAFEHAVEN_DATA_DIR or ./data)
@@ -111,7 +112,8 @@ function frame(args: string[]): void {
     rssi: intArg('rssi').min(-150).max(0).default(-60),
     battery: intArg('battery').min(0).max(100).default(100),
   }), values);
-  process.stdout.write(formatDeviceEvent({ deviceId: f.device, seq: f.seq, type: f.type, ts: f.ts, rssi: f.rssi, battery: f.battery }, f.secret));
+  const event = { deviceId: f.device, seq: f.seq, type: f.type, ts: f.ts, rssi: f.rssi, battery: f.battery };
+  process.stdout.write(formatDeviceEvent(event, deriveRadioKey(f.secret)));
 }
 
 export async function main(argv: string[]): Promise<void> {
