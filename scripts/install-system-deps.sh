@@ -6,6 +6,7 @@ set -euo pipefail
 # command → Debian package
 declare -A NEEDED=(
   [mosquitto_pub]=mosquitto-clients
+  [socat]=socat
 )
 
 missing=()
