@@ -24,7 +24,7 @@ import { AlertIntake } from './pipeline/alert-intake.ts';
 import { AlertLifecycle } from './pipeline/alert-lifecycle.ts';
 import { PoliceSim } from './police-sim/police-sim.ts';
 import { Registry } from './registry/registry.ts';
-import { seedDemoRegistry } from './registry/seed.ts';
+import { backfillDemoRadioKeys, seedDemoRegistry } from './registry/seed.ts';
 import { AlertRepo } from './store/alert-repo.ts';
 import { AuditRepo } from './store/audit-repo.ts';
 import { CommitQueue } from './store/commit-queue.ts';
@@ -126,6 +126,7 @@ export class Gateway {
     if (config.demo.enabled && registryRepo.siteCount() === 0) {
       await seedDemoRegistry(db, registryRepo, clock, { dataDir: config.dataDir, ...config.demo }, this.log('seed'));
     }
+    backfillDemoRadioKeys(db, registryRepo, config.dataDir, this.log('seed'));
     const registry = (this.registry = new Registry(registryRepo, commits, clock));
     registry.load();
     this.presenceTimer = setInterval(() => registry.flushPresence().catch((err) => this.rootLog.error({ err }, 'presence flush failed')), PRESENCE_FLUSH_MS);
