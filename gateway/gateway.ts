@@ -10,7 +10,7 @@ import { makeAuthenticate, makeAuthorizePublish, makeAuthorizeSubscribe } from '
 import { announceOverMqtt } from './broker/mqtt-announcer.ts';
 import { MqttBroker } from './broker/mqtt-broker.ts';
 import { systemClock, type Clock } from './clock.ts';
-import type { Config } from './config.ts';
+import { serialPorts, type Config } from './config.ts';
 import { ADMIN_TOKEN_FILE, loadOrCreateSecret, POLICE_SECRET_FILE } from './data-dir-secrets.ts';
 import { Dispatcher } from './dispatch/dispatcher.ts';
 import { createPoliceClient, type PoliceHttpClient } from './dispatch/police-client.ts';
@@ -25,6 +25,8 @@ import { AlertLifecycle } from './pipeline/alert-lifecycle.ts';
 import { PoliceSim } from './police-sim/police-sim.ts';
 import { Registry } from './registry/registry.ts';
 import { backfillDemoRadioKeys, seedDemoRegistry } from './registry/seed.ts';
+import { SerialBridge } from './serial/serial-bridge.ts';
+import type { PortFactory } from './serial/port-link.ts';
 import { AlertRepo } from './store/alert-repo.ts';
 import { AuditRepo } from './store/audit-repo.ts';
 import { CommitQueue } from './store/commit-queue.ts';
@@ -36,6 +38,8 @@ export interface GatewayDeps {
   log?: Logger;
   clock?: Clock;
   policeClient?: PoliceHttpClient;
+  /** Opens the RF receivers' serial ports; default: the system's (tests pass SerialPortMock). */
+  serialPort?: PortFactory;
 }
 
 /** Where everything is, for the start-up banner, /healthz and tests. */
@@ -85,6 +89,7 @@ export class Gateway {
   private registry: Registry | null = null;
   private routes: RouteTable | null = null;
   private presenceTimer: NodeJS.Timeout | null = null;
+  private serial: SerialBridge | null = null;
   /** The in-process police stand-in when no police URL is configured. */
   policeSim: PoliceSim | null = null;
   info: GatewayInfo | null = null;
@@ -102,6 +107,7 @@ export class Gateway {
     const pipeline = await this.wirePipeline(store);
     const broker = await this.startBroker(store, pipeline);
     pipeline.dispatcher.start();
+    this.startSerial(store, pipeline);
     const httpPort = await this.startHttp(store, pipeline, broker, adminToken.value);
 
     const counts = store.registry.counts();
@@ -168,13 +174,24 @@ export class Gateway {
     return broker;
   }
 
+  /** RF receiver dongles, when any is configured; their events enter the same intake as MQTT's. */
+  private startSerial(store: StoreParts, pipeline: PipelineParts): void {
+    const ports = serialPorts(this.config.serial);
+    if (ports.length === 0) return;
+    this.serial = new SerialBridge({ ports, offlineTroubleSec: this.config.serial.offlineTroubleSec }, {
+      registry: store.registry, intake: pipeline.intake, alerts: store.alerts, bus: pipeline.bus,
+      clock: this.clock, counters: this.counters, log: this.log('serial'), portFactory: this.deps.serialPort,
+    });
+    this.serial.start();
+  }
+
   private async startHttp(store: StoreParts, pipeline: PipelineParts, broker: MqttBroker, adminToken: string): Promise<number> {
     const { registry, alerts, audit, tokens, commits } = store;
     const http = (this.http = await buildApp({
       auth: { tokens, adminToken, now: () => this.clock.now() },
       registry, alerts, audit, tokens, commits, lifecycle: pipeline.lifecycle,
       health: () => this.health(pipeline.policeUrl),
-      isOnline: (id) => broker.isConnected(id),
+      isOnline: (id) => broker.isConnected(id) || (this.serial?.isOnline(id) ?? false),
       log: this.log('http'),
     }));
     await http.listen({ host: this.config.http.host, port: this.config.http.port });
@@ -200,7 +217,8 @@ export class Gateway {
     const store = this.commits!.status();
     const dispatch = this.dispatcher!.status();
     const simulator = this.policeSim !== null;
-    const status = !store.ok ? 'unhealthy' : simulator || dispatch.failingEndpoints.length > 0 ? 'degraded' : 'ok';
+    const serial = this.serial?.status() ?? { status: 'disabled' };
+    const status = !store.ok ? 'unhealthy' : simulator || dispatch.failingEndpoints.length > 0 || serial.status === 'trouble' ? 'degraded' : 'ok';
     return {
       status,
       ...(simulator ? { warning: 'ALERTS GO TO A POLICE SIMULATOR, NOT TO THE POLICE: set SAFEHAVEN_POLICE_URL' } : {}),
@@ -208,7 +226,7 @@ export class Gateway {
       store: { status: store.ok ? 'ok' : 'failing', ...store },
       police: { simulator, defaultUrl: policeUrl, routes: this.routes!.describe(), ...dispatch },
       influx: { status: 'disabled' },
-      serial: { status: 'disabled' },
+      serial,
       counters: this.counters.snapshot(),
     };
   }
@@ -217,6 +235,7 @@ export class Gateway {
   async stop(): Promise<void> {
     if (this.presenceTimer) clearInterval(this.presenceTimer);
     await this.http?.close();
+    await this.serial?.stop();
     await this.broker?.stop();
     await this.dispatcher?.stop(SHUTDOWN_GRACE_MS);
     await this.registry?.flushPresence().catch((err) => this.rootLog.error({ err }, 'presence flush on shutdown failed'));
@@ -224,6 +243,6 @@ export class Gateway {
     this.db?.close();
     await this.policeClient?.close();
     await this.policeSim?.stop();
-    this.http = this.broker = this.dispatcher = this.commits = this.db = null;
+    this.http = this.broker = this.dispatcher = this.commits = this.db = this.serial = null;
   }
 }
