@@ -108,6 +108,12 @@ export class SimDongle {
     this.send(terminate ? Buffer.concat([noise, Buffer.from('\r\n')]) : noise);
   }
 
+  /** Calls `listener` with every ACK read from now on; returns the unsubscribe. */
+  onAck(listener: (ack: AckFrame) => void): () => void {
+    this.ackListeners.add(listener);
+    return () => this.ackListeners.delete(listener);
+  }
+
   /** Resolves with the first ACK (already read or still to come) for `alertId` in `state`. */
   waitForAck(alertId: string, state: AlertState, timeoutMs = 10_000): Promise<AckFrame> {
     const match = (ack: AckFrame) => ack.alertId === alertId && ack.state === state;
@@ -115,16 +121,15 @@ export class SimDongle {
     if (seen) return Promise.resolve(seen);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
-        this.ackListeners.delete(listener);
+        off();
         reject(new Error(`no ACK ${state} for ${alertId} within ${timeoutMs} ms`));
       }, timeoutMs);
-      const listener = (ack: AckFrame) => {
+      const off = this.onAck((ack) => {
         if (!match(ack)) return;
         clearTimeout(timer);
-        this.ackListeners.delete(listener);
+        off();
         resolve(ack);
-      };
-      this.ackListeners.add(listener);
+      });
     });
   }
 
