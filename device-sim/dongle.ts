@@ -71,11 +71,17 @@ export class SimDongle {
 
   /** A press relayed from `deviceId` with its next seq (or `seq`); returns the line and the alert it should raise. */
   press(deviceId: string, type: EventType = 'panic', opts: { seq?: number; rssi?: number; battery?: number } = {}): SentEvent {
+    const event = this.event(deviceId, type, opts);
+    this.send(event.line);
+    return event;
+  }
+
+  /** The EVT line of a press, not sent: for sending in pieces, twice, or late. */
+  event(deviceId: string, type: EventType = 'panic', opts: { seq?: number; rssi?: number; battery?: number } = {}): SentEvent {
     const device = this.device(deviceId);
     const seq = opts.seq ?? device.seq + 1;
     device.seq = Math.max(device.seq, seq);
     const line = formatDeviceEvent({ deviceId, seq, type, ts: this.now(), rssi: opts.rssi ?? -61, battery: opts.battery ?? 87 }, device.radioKey);
-    this.send(line);
     return { line, seq, alertId: deriveAlertId(deviceId, seq) };
   }
 

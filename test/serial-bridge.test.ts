@@ -90,6 +90,19 @@ describe('refused frames: no alert, counted by reason, logged once per burst', (
     expect(gw.logs.find((l) => l.code === 'SERIAL_UNKNOWN_DEVICE')).toMatchObject({ deviceId: 'pb-nobody', port: 'rx1' });
   });
 
+  it('refuses a revoked device and one without a radio key (provisioned before the serial bridge)', async () => {
+    const registry = gw.gateway['registry']!;
+    registry.device('pb-store-0004')!.revokedAt = Date.now();
+    registry.device('ms-home-0001')!.radioKey = null;
+    const revoked = dongle.press('pb-store-0004', 'panic', { seq: 2 });
+    const keyless = dongle.press('ms-home-0001', 'intrusion', { seq: 2 });
+    await waitFor(() => rejected('revoked') === 1 && rejected('no-radio-key') === 1, 'both refusals counted');
+    registry.device('pb-store-0004')!.revokedAt = null;
+    registry.device('ms-home-0001')!.radioKey = deriveRadioKey(gw.deviceSecret('ms-home-0001'));
+    for (const { alertId } of [revoked, keyless]) expect((await gw.api('GET', `/api/alerts/${alertId}`)).status).toBe(404);
+    expect(gw.logs.find((l) => l.code === 'SERIAL_NO_RADIO_KEY')?.msg).toContain('provision it again');
+  });
+
   it('counts garbled, bad-checksum, bad-version, over-long and downlink lines by reason', async () => {
     const good = dongle.press('pb-store-0004', 'test', { seq: 5 });
     const content = good.line.slice(0, good.line.lastIndexOf('|'));

@@ -55,6 +55,13 @@ describe('over a real pty', () => {
     expect((await portHealth()).receiver).toMatchObject({ id: 'rx-pty-01', fw: '2.1.0' });
   });
 
+  it('reassembles a press written to the pty in pieces', async () => {
+    const event = dongle.event('pb-store-0003', 'test');
+    await dongle.sendSplit(event.line, [3, 30, 71]);
+    await dongle.waitForAck(event.alertId, 'received');
+    expect(rejected('garbled') + rejected('bad-checksum')).toBe(0);
+  });
+
   it('makes no alert of a replayed or a forged frame, and counts both', async () => {
     const newer = dongle.press('pb-store-0002', 'panic', { seq: 9 });
     await dongle.waitForAck(newer.alertId, 'received');
