@@ -2,7 +2,7 @@
 // at start-up so that a bad value stops the gateway with its name, not at 3 a.m.
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { describeIssues } from '../protocol/index.ts';
+import { describeIssues, SERIAL_BAUD } from '../protocol/index.ts';
 
 const Port = z.int().min(0).max(65535);
 const HttpUrl = z.url({ protocol: /^https?$/ });
@@ -20,6 +20,40 @@ export const PoliceRoute = z.strictObject({
   format: PoliceFormat.default('json'),
 });
 export type PoliceRoute = z.infer<typeof PoliceRoute>;
+
+/** One RF receiver dongle. */
+export const SerialPortConfig = z.strictObject({
+  path: z.string().min(1),
+  baudRate: z.int().min(1200).max(4_000_000).default(SERIAL_BAUD),
+  /** In /healthz, logs and counters; default: the path. */
+  name: z.string().regex(/^[A-Za-z0-9._/-]{1,64}$/, 'letters, digits and ._/- only, 1 to 64 characters').optional(),
+});
+export type SerialPortConfig = z.infer<typeof SerialPortConfig>;
+
+const SerialSchema = z.strictObject({
+  /** One dongle at the default baud rate; `ports` lists more. */
+  path: z.string().min(1).optional(),
+  ports: z.array(SerialPortConfig).default([]),
+  /** A receiver down this long is trouble: logged as an error and flagged in /healthz. */
+  offlineTroubleSec: z.int().min(1).max(86_400).default(60),
+}).prefault({}).superRefine((serial, ctx) => {
+  const ports = serialPorts(serial);
+  for (const key of ['path', 'name'] as const) {
+    const seen = new Set<string>();
+    for (const port of ports) {
+      if (seen.has(port[key])) ctx.addIssue({ code: 'custom', path: ['ports'], message: `two ports with ${key} ${port[key]}` });
+      seen.add(port[key]);
+    }
+  }
+});
+
+/** Every configured dongle: `serial.path` (unless `ports` lists it too) and `serial.ports`. */
+export function serialPorts(serial: { path?: string | undefined; ports: SerialPortConfig[] }): Array<Required<SerialPortConfig>> {
+  const listed = serial.path !== undefined && !serial.ports.some((p) => p.path === serial.path)
+    ? [{ path: serial.path, baudRate: SERIAL_BAUD }, ...serial.ports]
+    : serial.ports;
+  return listed.map((p) => ({ ...p, name: p.name ?? p.path }));
+}
 
 export const ConfigSchema = z.strictObject({
   dataDir: z.string().min(1).default('./data'),
@@ -69,7 +103,7 @@ export const ConfigSchema = z.strictObject({
     seed: z.int().default(1),
   }).prefault({}),
   influx: z.strictObject({ url: HttpUrl.optional() }).prefault({}),
-  serial: z.strictObject({ path: z.string().min(1).optional() }).prefault({}),
+  serial: SerialSchema,
   supervision: z.strictObject({
     /** Heartbeat interval pushed to devices on their retained config topic. */
     heartbeatSec: z.int().min(1).max(86_400).default(60),

@@ -10,7 +10,7 @@ import { makeAuthenticate, makeAuthorizePublish, makeAuthorizeSubscribe } from '
 import { announceOverMqtt } from './broker/mqtt-announcer.ts';
 import { MqttBroker } from './broker/mqtt-broker.ts';
 import { systemClock, type Clock } from './clock.ts';
-import type { Config } from './config.ts';
+import { serialPorts, type Config } from './config.ts';
 import { ADMIN_TOKEN_FILE, loadOrCreateSecret, POLICE_SECRET_FILE } from './data-dir-secrets.ts';
 import { CircuitBreaker } from './dispatch/circuit-breaker.ts';
 import { Dispatcher } from './dispatch/dispatcher.ts';
@@ -26,7 +26,9 @@ import { AlertIntake } from './pipeline/alert-intake.ts';
 import { AlertLifecycle } from './pipeline/alert-lifecycle.ts';
 import { PoliceSim } from './police-sim/police-sim.ts';
 import { Registry } from './registry/registry.ts';
-import { seedDemoRegistry } from './registry/seed.ts';
+import { backfillDemoRadioKeys, seedDemoRegistry } from './registry/seed.ts';
+import { SerialBridge } from './serial/serial-bridge.ts';
+import type { PortFactory } from './serial/port-link.ts';
 import { AlertRepo } from './store/alert-repo.ts';
 import { AuditRepo } from './store/audit-repo.ts';
 import { CommitQueue } from './store/commit-queue.ts';
@@ -38,6 +40,8 @@ export interface GatewayDeps {
   log?: Logger;
   clock?: Clock;
   policeClient?: PoliceHttpClient;
+  /** Opens the RF receivers' serial ports; default: the system's (tests pass SerialPortMock). */
+  serialPort?: PortFactory;
 }
 
 /** Where everything is, for the start-up banner, /healthz and tests. */
@@ -90,6 +94,7 @@ export class Gateway {
   private registry: Registry | null = null;
   private routes: RouteTable | null = null;
   private presenceTimer: NodeJS.Timeout | null = null;
+  private serial: SerialBridge | null = null;
   /** The in-process police stand-in when no police URL is configured. */
   policeSim: PoliceSim | null = null;
   info: GatewayInfo | null = null;
@@ -108,6 +113,7 @@ export class Gateway {
     const broker = await this.startBroker(store, pipeline);
     pipeline.dispatcher.start();
     this.escalation!.start();
+    this.startSerial(store, pipeline);
     const httpPort = await this.startHttp(store, pipeline, broker, adminToken.value);
     // The demo police report progress back, so the whole loop (and the device's blinks) can be seen without a PSAP.
     const callbackHost = ['0.0.0.0', '::'].includes(this.config.http.host) ? '127.0.0.1' : this.config.http.host;
@@ -135,6 +141,7 @@ export class Gateway {
     if (config.demo.enabled && registryRepo.siteCount() === 0) {
       await seedDemoRegistry(db, registryRepo, clock, { dataDir: config.dataDir, ...config.demo }, this.log('seed'));
     }
+    backfillDemoRadioKeys(db, registryRepo, config.dataDir, this.log('seed'));
     const registry = (this.registry = new Registry(registryRepo, commits, clock));
     registry.load();
     this.presenceTimer = setInterval(() => registry.flushPresence().catch((err) => this.rootLog.error({ err }, 'presence flush failed')), PRESENCE_FLUSH_MS);
@@ -183,13 +190,24 @@ export class Gateway {
     return broker;
   }
 
+  /** RF receiver dongles, when any is configured; their events enter the same intake as MQTT's. */
+  private startSerial(store: StoreParts, pipeline: PipelineParts): void {
+    const ports = serialPorts(this.config.serial);
+    if (ports.length === 0) return;
+    this.serial = new SerialBridge({ ports, offlineTroubleSec: this.config.serial.offlineTroubleSec }, {
+      registry: store.registry, intake: pipeline.intake, alerts: store.alerts, bus: pipeline.bus,
+      clock: this.clock, counters: this.counters, log: this.log('serial'), portFactory: this.deps.serialPort,
+    });
+    this.serial.start();
+  }
+
   private async startHttp(store: StoreParts, pipeline: PipelineParts, broker: MqttBroker, adminToken: string): Promise<number> {
     const { registry, alerts, audit, tokens, commits } = store;
     const http = (this.http = await buildApp({
       auth: { tokens, adminToken, now: () => this.clock.now() },
       registry, alerts, audit, tokens, commits, lifecycle: pipeline.lifecycle, routes: pipeline.routes, counters: this.counters,
       health: () => this.health(pipeline.policeUrl),
-      isOnline: (id) => broker.isConnected(id),
+      isOnline: (id) => broker.isConnected(id) || (this.serial?.isOnline(id) ?? false),
       log: this.log('http'),
     }));
     await http.listen({ host: this.config.http.host, port: this.config.http.port });
@@ -215,7 +233,8 @@ export class Gateway {
     const store = this.commits!.status();
     const dispatch = this.dispatcher!.status();
     const simulator = this.policeSim !== null;
-    const status = !store.ok ? 'unhealthy' : simulator || dispatch.failingEndpoints.length > 0 ? 'degraded' : 'ok';
+    const serial = this.serial?.status() ?? { status: 'disabled' };
+    const status = !store.ok ? 'unhealthy' : simulator || dispatch.failingEndpoints.length > 0 || serial.status === 'trouble' ? 'degraded' : 'ok';
     return {
       status,
       ...(simulator ? { warning: 'ALERTS GO TO A POLICE SIMULATOR, NOT TO THE POLICE: set SAFEHAVEN_POLICE_URL' } : {}),
@@ -223,7 +242,7 @@ export class Gateway {
       store: { status: store.ok ? 'ok' : 'failing', ...store },
       police: { simulator, defaultUrl: policeUrl, routes: this.routes!.describe(), ...dispatch },
       influx: { status: 'disabled' },
-      serial: { status: 'disabled' },
+      serial,
       counters: this.counters.snapshot(),
     };
   }
@@ -232,6 +251,7 @@ export class Gateway {
   async stop(): Promise<void> {
     if (this.presenceTimer) clearInterval(this.presenceTimer);
     await this.http?.close();
+    await this.serial?.stop();
     await this.broker?.stop();
     await this.escalation?.stop();
     await this.dispatcher?.stop(SHUTDOWN_GRACE_MS);
@@ -241,6 +261,6 @@ export class Gateway {
     this.commits?.close();
     this.db?.close();
     await this.policeSim?.stop();
-    this.http = this.broker = this.dispatcher = this.commits = this.db = null;
+    this.http = this.broker = this.dispatcher = this.commits = this.db = this.serial = null;
   }
 }

@@ -1,7 +1,7 @@
 // `npm start`: the gateway on embedded defaults, configured by SAFEHAVEN_* env
 // vars and an optional config file. Exit codes: 0 clean stop, 1 failed, 2 bad config.
 import { pathToFileURL } from 'node:url';
-import { ConfigError, loadConfig, type Config } from './config.ts';
+import { ConfigError, loadConfig, serialPorts, type Config } from './config.ts';
 import { Gateway, type GatewayInfo } from './gateway.ts';
 import { createRootLogger } from './logger.ts';
 
@@ -20,7 +20,7 @@ export function banner(info: GatewayInfo, config: Config): string {
     `  Registry      ${info.sites} sites, ${info.devices} devices`,
     `  Police route  ${police}`,
     `  InfluxDB      ${config.influx.url ?? 'not configured: latency metrics are off'}`,
-    `  Serial        ${config.serial.path ?? 'not configured: no RF receiver bridge'}`,
+    `  Serial        ${serialPorts(config.serial).map((p) => p.path).join(', ') || 'not configured: no RF receiver bridge'}`,
     '  Stop with Ctrl-C (SIGINT) or SIGTERM.',
     '',
   ].join('\n');

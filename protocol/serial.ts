@@ -119,18 +119,32 @@ function crcText(content: string): string {
 
 // ---------------------------------------------------------------- MAC
 
-function computeMac(signed: string, secret: string): string {
-  return createHmac('sha256', Buffer.from(secret, 'utf8')).update(signed, 'utf8').digest('hex').slice(0, MAC_HEX_LENGTH);
+/** Domain separation: the radio key must never equal any other HMAC a device secret keys. */
+export const RADIO_KEY_CONTEXT = 'safehaven-radio-v1';
+
+/**
+ * A device's radio key: HMAC-SHA256(key = secret, RADIO_KEY_CONTEXT), 32 bytes.
+ * Frames are signed with this, not with the secret, because the gateway keeps
+ * only a scrypt hash of the secret and so could not verify a MAC keyed with it;
+ * it keeps the radio key instead (see SERIAL.md for what a leaked store gives away).
+ */
+export function deriveRadioKey(secret: string): Buffer {
+  if (secret === '') throw new RangeError('cannot derive a radio key from an empty secret');
+  return createHmac('sha256', Buffer.from(secret, 'utf8')).update(RADIO_KEY_CONTEXT, 'utf8').digest();
+}
+
+function computeMac(signed: string, radioKey: Buffer): string {
+  return createHmac('sha256', radioKey).update(signed, 'utf8').digest('hex').slice(0, MAC_HEX_LENGTH);
 }
 
 /**
  * Constant-time check of a device frame's MAC. Trusts `frame.signed`, so the
- * frame must come from parseLine. An empty secret never verifies: it is what
- * an unprovisioned device record holds, not a key.
+ * frame must come from parseLine. An empty key never verifies: it is what a
+ * device without a radio key would hand over, not a key.
  */
-export function verifyFrameMac(frame: DeviceEventFrame | HeartbeatFrame, secret: string): boolean {
-  if (secret === '' || !MAC_PATTERN.test(frame.mac)) return false;
-  const expected = Buffer.from(computeMac(frame.signed, secret), 'hex');
+export function verifyFrameMac(frame: DeviceEventFrame | HeartbeatFrame, radioKey: Buffer): boolean {
+  if (radioKey.length === 0 || !MAC_PATTERN.test(frame.mac)) return false;
+  const expected = Buffer.from(computeMac(frame.signed, radioKey), 'hex');
   return timingSafeEqual(expected, Buffer.from(frame.mac, 'hex'));
 }
 
@@ -229,7 +243,7 @@ function stripTerminator(line: string): string {
 /**
  * Parses one line (with or without its `\r\n` / `\n`), never throwing.
  * Checks length, charset, version, CRC, kind and every field's syntax; the
- * MAC needs the device's secret, so that is verifyFrameMac's job.
+ * MAC needs the device's radio key, so that is verifyFrameMac's job.
  */
 export function parseLine(line: string): ParsedLine {
   const text = stripTerminator(line);
@@ -297,19 +311,19 @@ function formatPlain(kind: FrameKind, values: object): string {
   return seal([SERIAL_VERSION, kind, ...encodeFields(kind, values)].join('|'));
 }
 
-function formatSigned(kind: 'EVT' | 'HB', values: object, secret: string): string {
-  if (secret === '') throw new RangeError(`${kind}: the device secret is empty`);
+function formatSigned(kind: 'EVT' | 'HB', values: object, radioKey: Buffer): string {
+  if (radioKey.length === 0) throw new RangeError(`${kind}: the radio key is empty`);
   const signed = `${[SERIAL_VERSION, kind, ...encodeFields(kind, values)].join('|')}|`;
-  return seal(signed + computeMac(signed, secret));
+  return seal(signed + computeMac(signed, radioKey));
 }
 
-/** A full EVT line, `\r\n` included. */
-export function formatDeviceEvent(f: Unsigned<DeviceEventFrame>, secret: string): string {
-  return formatSigned('EVT', f, secret);
+/** A full EVT line, `\r\n` included, signed with the device's radio key (deriveRadioKey). */
+export function formatDeviceEvent(f: Unsigned<DeviceEventFrame>, radioKey: Buffer): string {
+  return formatSigned('EVT', f, radioKey);
 }
 
-export function formatHeartbeat(f: Unsigned<HeartbeatFrame>, secret: string): string {
-  return formatSigned('HB', f, secret);
+export function formatHeartbeat(f: Unsigned<HeartbeatFrame>, radioKey: Buffer): string {
+  return formatSigned('HB', f, radioKey);
 }
 
 export function formatBoot(f: Body<ReceiverBootFrame>): string {

@@ -7,6 +7,7 @@ set -euo pipefail
 declare -A NEEDED=(
   [mosquitto_pub]=mosquitto-clients
   [xmllint]=libxml2-utils
+  [socat]=socat
 )
 
 missing=()

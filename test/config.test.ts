@@ -2,7 +2,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadConfig, ConfigError } from '../gateway/config.ts';
+import { loadConfig, ConfigError, serialPorts } from '../gateway/config.ts';
 
 let dir: string;
 beforeAll(() => { dir = mkdtempSync(join(tmpdir(), 'safehaven-config-')); });
@@ -74,6 +74,25 @@ describe('loadConfig with SAFEHAVEN_CONFIG', () => {
     expect(config.police.url).toBe('http://file.example/');
   });
 
+  it('lists SAFEHAVEN_SERIAL_PATH and the file\'s serial ports, each named and at 115200 baud unless set', () => {
+    const path = configFile({ serial: { ports: [{ path: '/dev/ttyUSB1', name: 'rx-north' }, { path: '/dev/ttyACM0', baudRate: 57600 }], offlineTroubleSec: 5 } });
+    const config = loadConfig({ SAFEHAVEN_CONFIG: path, SAFEHAVEN_SERIAL_PATH: '/dev/ttyUSB0' });
+    expect(serialPorts(config.serial)).toEqual([
+      { path: '/dev/ttyUSB0', baudRate: 115200, name: '/dev/ttyUSB0' },
+      { path: '/dev/ttyUSB1', baudRate: 115200, name: 'rx-north' },
+      { path: '/dev/ttyACM0', baudRate: 57600, name: '/dev/ttyACM0' },
+    ]);
+    expect(config.serial.offlineTroubleSec).toBe(5);
+    expect(serialPorts(loadConfig({}).serial)).toEqual([]);
+    expect(loadConfig({}).serial.offlineTroubleSec).toBe(60);
+  });
+
+  it('takes SAFEHAVEN_SERIAL_PATH naming a port the file lists as that port, once', () => {
+    const path = configFile({ serial: { ports: [{ path: '/dev/ttyUSB0', name: 'rx-main', baudRate: 9600 }] } });
+    expect(serialPorts(loadConfig({ SAFEHAVEN_CONFIG: path, SAFEHAVEN_SERIAL_PATH: '/dev/ttyUSB0' }).serial))
+      .toEqual([{ path: '/dev/ttyUSB0', name: 'rx-main', baudRate: 9600 }]);
+  });
+
   it('reads police routes from the file', () => {
     const route = { match: 'Gangnam-gu', url: 'https://gangnam.example/alerts' };
     const cap = { match: 'Mapo Police Station', url: 'https://mapo.example/cap', fallbackUrl: 'https://seoul.example/cap', format: 'cap' };
@@ -102,6 +121,8 @@ describe('loadConfig errors', () => {
     ['an unknown top-level key', { mqt: { port: 1 } }, 'mqt'],
     ['an unknown nested key', { mqtt: { prot: 1 } }, 'mqtt.prot'],
     ['a route with a bad url', { police: { routes: [{ match: 'Gangnam-gu', url: 'nope' }] } }, 'police.routes[0].url'],
+    ['two serial ports of one name', { serial: { ports: [{ path: '/dev/a', name: 'rx' }, { path: '/dev/b', name: 'rx' }] } }, 'serial.ports'],
+    ['a serial port without a path', { serial: { ports: [{ name: 'rx' }] } }, 'serial.ports[0].path'],
   ])('names the setting for %s in the file', (_label, content, setting) => {
     const error = configError({ SAFEHAVEN_CONFIG: configFile(content) });
     expect(error.message).toContain(setting);

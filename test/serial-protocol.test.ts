@@ -6,6 +6,7 @@ import {
   MAX_LINE_BYTES,
   crc16,
   createLineSplitter,
+  deriveRadioKey,
   formatAck,
   formatBoot,
   formatConfig,
@@ -22,9 +23,10 @@ import {
 } from '../protocol/serial.ts';
 
 const SECRET = 'demo-secret-please-change';
+const KEY = deriveRadioKey(SECRET);
 const EVT = { deviceId: 'pb-store-0001', seq: 42, type: 'panic', ts: 1732000000000, rssi: -61, battery: 87 } as const;
 const HB = { deviceId: 'pb-store-0001', seq: 43, ts: 1732000300000, rssi: -64, battery: 87, fw: '1.4.2' };
-const EVT_LINE = formatDeviceEvent(EVT, SECRET);
+const EVT_LINE = formatDeviceEvent(EVT, KEY);
 
 function parsed(line: string): SerialFrame {
   const result = parseLine(line);
@@ -74,7 +76,7 @@ describe('round trips', () => {
   });
 
   it('HB', () => {
-    expect(parsed(formatHeartbeat(HB, SECRET))).toMatchObject({ kind: 'HB', ...HB });
+    expect(parsed(formatHeartbeat(HB, KEY))).toMatchObject({ kind: 'HB', ...HB });
   });
 
   it.each([
@@ -98,13 +100,13 @@ describe('round trips', () => {
 
   it('re-formats a parsed line to the same bytes (one spelling per value)', () => {
     const { kind, mac, signed, ...fields } = deviceFrame(EVT_LINE);
-    expect(formatDeviceEvent(fields as typeof EVT, SECRET)).toBe(EVT_LINE);
+    expect(formatDeviceEvent(fields as typeof EVT, KEY)).toBe(EVT_LINE);
   });
 
   it('keeps the longest legal frame within MAX_LINE_BYTES', () => {
     const longest = formatHeartbeat(
       { deviceId: 'a'.repeat(23), seq: Number.MAX_SAFE_INTEGER, ts: Number.MAX_SAFE_INTEGER, rssi: -150, battery: 100, fw: 'x'.repeat(32) },
-      SECRET,
+      KEY,
     );
     expect(parseLine(longest).ok).toBe(true);
     expect(longest.length - 2).toBe(128);
@@ -113,16 +115,25 @@ describe('round trips', () => {
 });
 
 describe('MAC', () => {
-  it('verifies with the right secret only', () => {
+  it('verifies with the right radio key only', () => {
     const frame = deviceFrame(EVT_LINE);
-    expect(verifyFrameMac(frame, SECRET)).toBe(true);
-    expect(verifyFrameMac(frame, 'demo-secret-please-changE')).toBe(false);
-    expect(verifyFrameMac(frame, '')).toBe(false);
-    expect(verifyFrameMac(deviceFrame(formatHeartbeat(HB, SECRET)), SECRET)).toBe(true);
+    expect(verifyFrameMac(frame, KEY)).toBe(true);
+    expect(verifyFrameMac(frame, deriveRadioKey('demo-secret-please-changE'))).toBe(false);
+    expect(verifyFrameMac(frame, Buffer.alloc(0))).toBe(false);
+    expect(verifyFrameMac(deviceFrame(formatHeartbeat(HB, KEY)), KEY)).toBe(true);
   });
 
-  it('is the documented truncated HMAC over the signed bytes', () => {
-    expect(deviceFrame(EVT_LINE).mac).toBe('bba1d83c41f5d6dd');
+  it('is not keyed with the secret itself', () => {
+    expect(verifyFrameMac(deviceFrame(EVT_LINE), Buffer.from(SECRET, 'utf8'))).toBe(false);
+  });
+
+  it('derives the documented radio key and truncated HMAC', () => {
+    expect(KEY.toString('hex')).toBe('9638c37ede135edf69bf814f0e4a0ef6f7c9dd782f178a31643dd40b44775828');
+    expect(deviceFrame(EVT_LINE).mac).toBe('0a2c5bbb11f14f82');
+  });
+
+  it('refuses to derive a radio key from an empty secret', () => {
+    expect(() => deriveRadioKey('')).toThrow(RangeError);
   });
 
   /** Every one-byte substitution, plus every other event type, since no one-byte change turns one type into another. */
@@ -142,22 +153,22 @@ describe('MAC', () => {
 
   it.each([
     ['EVT', EVT_LINE, ['deviceId', 'seq', 'type', 'ts', 'rssi', 'battery', 'mac']],
-    ['HB', formatHeartbeat(HB, SECRET), ['deviceId', 'seq', 'ts', 'rssi', 'battery', 'fw', 'mac']],
+    ['HB', formatHeartbeat(HB, KEY), ['deviceId', 'seq', 'ts', 'rssi', 'battery', 'fw', 'mac']],
   ])('rejects a %s forged by changing any field and fixing the CRC', (_kind, line, fields) => {
     const original = deviceFrame(line) as unknown as Record<string, unknown>;
     const forgedFields = new Set<string>();
     for (const content of forgeries(contentOf(line))) {
       const result = parseLine(reseal(content));
       if (!result.ok) continue;
-      expect(verifyFrameMac(result.frame as DeviceEventFrame | HeartbeatFrame, SECRET)).toBe(false);
+      expect(verifyFrameMac(result.frame as DeviceEventFrame | HeartbeatFrame, KEY)).toBe(false);
       const forged = result.frame as unknown as Record<string, unknown>;
       for (const field of fields) if (forged[field] !== original[field]) forgedFields.add(field);
     }
     expect([...forgedFields].sort()).toEqual([...fields].sort());
   });
 
-  it('refuses to sign with an empty secret', () => {
-    expect(() => formatDeviceEvent(EVT, '')).toThrow(RangeError);
+  it('refuses to sign with an empty key', () => {
+    expect(() => formatDeviceEvent(EVT, Buffer.alloc(0))).toThrow(RangeError);
   });
 });
 
@@ -217,10 +228,10 @@ describe('parseLine rejections', () => {
 
 describe('formatters refuse values that would not parse back', () => {
   it.each([
-    ['a `|` in the firmware version', () => formatHeartbeat({ ...HB, fw: '1.0|EVT' }, SECRET)],
-    ['a `|` in the device id', () => formatDeviceEvent({ ...EVT, deviceId: 'pb|1' }, SECRET)],
+    ['a `|` in the firmware version', () => formatHeartbeat({ ...HB, fw: '1.0|EVT' }, KEY)],
+    ['a `|` in the device id', () => formatDeviceEvent({ ...EVT, deviceId: 'pb|1' }, KEY)],
     ['a CRLF in the firmware version', () => formatBoot({ receiverId: 'rx-1', fw: '1.0\r\nSH1' })],
-    ['a fractional seq', () => formatDeviceEvent({ ...EVT, seq: 1.5 }, SECRET)],
+    ['a fractional seq', () => formatDeviceEvent({ ...EVT, seq: 1.5 }, KEY)],
     ['NaN', () => formatReceiverHealth({ receiverId: 'rx-1', noiseFloorDbm: Number.NaN, queueDepth: 0 })],
     ['a heartbeat of 0 s', () => formatConfig({ deviceId: 'rx-1', heartbeatSec: 0 })],
     ['a malformed alert id', () => formatAck({ deviceId: 'pb-1', seq: 1, alertId: 'al-xyz', state: 'received' })],
@@ -230,7 +241,7 @@ describe('formatters refuse values that would not parse back', () => {
 });
 
 describe('createLineSplitter', () => {
-  const A = formatDeviceEvent(EVT, SECRET);
+  const A = formatDeviceEvent(EVT, KEY);
   const B = formatAck({ deviceId: 'pb-store-0001', seq: 42, alertId: deriveAlertId('pb-store-0001', 42), state: 'dispatched' });
   const line = (text: string): SplitterOutput => ({ line: text.replace(/\r?\n$/, '') });
 
@@ -318,11 +329,11 @@ describe('SERIAL.md', () => {
     expect(examples).toContain(EVT_LINE.trimEnd());
   });
 
-  it('has one example per kind, each valid, device frames signed with the demo secret', () => {
+  it('has one example per kind, each valid, device frames signed with the demo secret\'s radio key', () => {
     expect(examples.map((l) => l.split('|')[1]).sort()).toEqual(['ACK', 'BOOT', 'CFG', 'EVT', 'HB', 'RHL']);
     for (const example of examples) {
       const frame = parsed(example);
-      if (frame.kind === 'EVT' || frame.kind === 'HB') expect(verifyFrameMac(frame, SECRET)).toBe(true);
+      if (frame.kind === 'EVT' || frame.kind === 'HB') expect(verifyFrameMac(frame, KEY)).toBe(true);
     }
   });
 });

@@ -11,14 +11,14 @@ export function ackFor(change: AlertChange): AckPayload {
 }
 
 /**
- * What the pressing device hears about: every state change and police
- * progress, and every repeat of the press (it may have missed earlier acks).
- * A delivery that moved no state, an overdue flag and a reminder are for
- * people, not for the button.
+ * What the pressing device hears about, over MQTT or radio: every state
+ * change and police progress, and every repeat of the press (it may have
+ * missed earlier acks). A delivery that moved no state, an overdue flag and a
+ * reminder are for people, not for the button.
  */
 const DEVICE_HEARS = new Set<AlertChangeKind>(['received', 'state', 'acked', 'resolved', 'repeat', 'police-status']);
 
-export function deviceHears(change: AlertChange): boolean {
+export function tellsDevice(change: AlertChange): boolean {
   return DEVICE_HEARS.has(change.kind);
 }
 
@@ -26,7 +26,7 @@ export function announceOverMqtt(bus: AlertBus, broker: MqttBroker, log: Logger)
   const failed = (what: string, alertId: string) => (err: unknown) => log.error({ err, alertId }, `could not publish ${what}`);
   return bus.on((change) => {
     const { alert } = change;
-    if (alert.source === 'mqtt' && deviceHears(change)) {
+    if (alert.source === 'mqtt' && tellsDevice(change)) {
       broker.publish(topics.ack(alert.deviceId), JSON.stringify(ackFor(change)), { qos: 1, retain: false }).catch(failed('device ack', alert.id));
     }
     if (change.kind !== 'repeat') {

@@ -4,8 +4,10 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
+import { SimDongle } from '../../device-sim/dongle.ts';
 import { press, PressError } from '../../device-sim/press.ts';
-import { describeIssues, DeviceId, EventType, formatDeviceEvent } from '../../protocol/index.ts';
+import { SerialWire } from '../../device-sim/pty.ts';
+import { deriveRadioKey, describeIssues, DeviceId, EventType, formatDeviceEvent } from '../../protocol/index.ts';
 import { POLICE_SECRET_FILE } from '../data-dir-secrets.ts';
 import { createRootLogger } from '../logger.ts';
 import { runGateway } from '../main.ts';
@@ -26,8 +28,18 @@ commands:
       --seq N                     default: the current time in ms (always increasing)
       --mqtt URL                  default mqtt://127.0.0.1:$SAFEHAVEN_MQTT_PORT or :1883
       --wait-ms N                 how long to wait for the police ack (default 10000)
+  sim dongle --path P --devices ID[,ID…] [options]
+                                a simulated RF receiver dongle on a serial port or pty end:
+                                boots, presses, heartbeats, prints the gateway's ACK lines
+      --press ID[,ID…]            press these devices once, after the boot line
+      --type T                    event type of the presses (default panic)
+      --secret S                  radio key from this secret (one device only);
+                                  default: derived for demo devices
+      --receiver ID               the dongle's receiver id (default rx-sim-01)
+      --heartbeat-sec N           heartbeats and health every N s (default 60)
   frame --device ID --secret S --seq N --type T [--ts MS --rssi=DBM --battery PCT]
-                                print one valid serial device-event line
+                                print one valid serial device-event line, signed with
+                                the radio key derived from the secret
                                 (negative values need "=": --rssi=-61)
 
 common: --data-dir D (default $SAFEHAVEN_DATA_DIR or ./data)
@@ -97,6 +109,50 @@ async function simPress(args: string[]): Promise<void> {
   }
 }
 
+async function simDongle(args: string[]): Promise<void> {
+  const { values } = parseArgs({ args, options: {
+    path: { type: 'string' }, devices: { type: 'string' }, press: { type: 'string' }, type: { type: 'string' },
+    secret: { type: 'string' }, receiver: { type: 'string' }, 'heartbeat-sec': { type: 'string' }, 'data-dir': { type: 'string' },
+  } });
+  const idList = z.string().transform((list) => list.split(',')).pipe(z.array(DeviceId).min(1));
+  const opts = parse(z.object({
+    path: z.string().min(1),
+    devices: idList,
+    press: idList.optional(),
+    type: EventType.default('panic'),
+    receiver: DeviceId.default('rx-sim-01'),
+    'heartbeat-sec': intArg('heartbeat-sec').min(1).max(86_400).default(60),
+  }), values);
+  if (values.secret !== undefined && opts.devices.length !== 1) throw new UsageError('--secret: only with one device in --devices');
+  const stranger = opts.press?.find((id) => !opts.devices.includes(id));
+  if (stranger) throw new UsageError(`--press: ${stranger} is not in --devices`);
+  const radioKey = (id: string) => deriveRadioKey(values.secret ?? demoSecret(readDemoKey(dataDir(values)), id));
+
+  const wire = new SerialWire();
+  await wire.open(opts.path);
+  // Seqs start at the current time, so that they keep increasing from one run to the next.
+  const devices = opts.devices.map((id) => ({ id, radioKey: radioKey(id), seq: Date.now() }));
+  const dongle = new SimDongle(wire, { receiverId: opts.receiver, devices }).start();
+  dongle.onAck((ack) => process.stderr.write(`  ACK ${ack.state.padEnd(12)} ${ack.deviceId} seq ${ack.seq} alert ${ack.alertId}\n`));
+  dongle.boot();
+  dongle.health();
+  process.stderr.write(`dongle ${opts.receiver} on ${opts.path} with ${opts.devices.join(', ')}; Ctrl-C to stop\n`);
+  for (const id of opts.press ?? []) {
+    const sent = dongle.press(id, opts.type);
+    process.stderr.write(`pressed ${id} (${opts.type}, seq ${sent.seq}): alert ${sent.alertId}\n`);
+  }
+  const timer = setInterval(() => {
+    for (const id of opts.devices) dongle.heartbeat(id);
+    dongle.health();
+  }, opts['heartbeat-sec'] * 1000);
+  const stop = () => {
+    clearInterval(timer);
+    void wire.close().then(() => process.exit(0));
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+}
+
 function frame(args: string[]): void {
   const { values } = parseArgs({ args, options: {
     device: { type: 'string' }, secret: { type: 'string' }, seq: { type: 'string' }, type: { type: 'string' },
@@ -111,7 +167,8 @@ function frame(args: string[]): void {
     rssi: intArg('rssi').min(-150).max(0).default(-60),
     battery: intArg('battery').min(0).max(100).default(100),
   }), values);
-  process.stdout.write(formatDeviceEvent({ deviceId: f.device, seq: f.seq, type: f.type, ts: f.ts, rssi: f.rssi, battery: f.battery }, f.secret));
+  const event = { deviceId: f.device, seq: f.seq, type: f.type, ts: f.ts, rssi: f.rssi, battery: f.battery };
+  process.stdout.write(formatDeviceEvent(event, deriveRadioKey(f.secret)));
 }
 
 export async function main(argv: string[]): Promise<void> {
@@ -122,7 +179,8 @@ export async function main(argv: string[]): Promise<void> {
       case 'police-sim': return await policeSim(rest);
       case 'sim':
         if (rest[0] === 'press') return await simPress(rest.slice(1));
-        throw new UsageError(`unknown sim command ${rest[0] ?? '(none)'}: try "sim press <deviceId>"`);
+        if (rest[0] === 'dongle') return await simDongle(rest.slice(1));
+        throw new UsageError(`unknown sim command ${rest[0] ?? '(none)'}: try "sim press <deviceId>" or "sim dongle --path P --devices ID"`);
       case 'frame': return frame(rest);
       case undefined: case 'help': case '--help': case '-h':
         process.stdout.write(USAGE);

@@ -2,7 +2,7 @@
 // devices) so that resolving a device to its site on the alert path is a map
 // lookup, with every change written through to the store.
 import { randomBytes } from 'node:crypto';
-import type { DeviceType, Site } from '../../protocol/index.ts';
+import { deriveRadioKey, type DeviceType, type Site } from '../../protocol/index.ts';
 import type { Clock } from '../clock.ts';
 import type { CommitQueue } from '../store/commit-queue.ts';
 import type { DeviceRecord, RegistryRepo } from '../store/registry-repo.ts';
@@ -92,7 +92,7 @@ export class Registry {
     const secret = generateSecret();
     const secretHash = await hashSecret(secret, STRONG_COST);
     const device: DeviceRecord = {
-      id, siteId: input.siteId, type: input.type, secretHash, fw: null, battery: null, rssi: null,
+      id, siteId: input.siteId, type: input.type, secretHash, radioKey: deriveRadioKey(secret), fw: null, battery: null, rssi: null,
       lastSeen: null, createdAt: this.clock.now(), revokedAt: null,
     };
     // Checked again: another request may have taken the id while scrypt ran.

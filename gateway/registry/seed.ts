@@ -1,11 +1,12 @@
 // First start with an empty store: a demo registry of Seoul, so the gateway
 // works end to end before anyone has imported a single real site.
 import type { Logger } from 'pino';
-import type { DeviceType, Site } from '../../protocol/index.ts';
+import { existsSync } from 'node:fs';
+import { deriveRadioKey, type DeviceType, type Site } from '../../protocol/index.ts';
 import type { Clock } from '../clock.ts';
 import type { Db } from '../store/database.ts';
 import type { RegistryRepo } from '../store/registry-repo.ts';
-import { demoSecret, loadOrCreateDemoKey } from './demo-credentials.ts';
+import { demoKeyPath, demoSecret, loadOrCreateDemoKey, readDemoKey } from './demo-credentials.ts';
 import { generateDemoSites } from './demo-registry.ts';
 import { DEVICE_ID_PREFIX } from './registry.ts';
 import { DEMO_COST, hashSecret } from './secrets.ts';
@@ -56,8 +57,28 @@ export async function seedDemoRegistry(db: Db, repo: RegistryRepo, clock: Clock,
   const now = clock.now();
   db.transaction(() => {
     for (const site of sites) repo.insertSite(site, now);
-    devices.forEach((d, i) => repo.insertDevice({ id: d.id, siteId: d.siteId, type: d.type, secretHash: hashes[i]!, createdAt: now }));
+    devices.forEach((d, i) => repo.insertDevice({
+      id: d.id, siteId: d.siteId, type: d.type, secretHash: hashes[i]!, radioKey: deriveRadioKey(demoSecret(key, d.id)), createdAt: now,
+    }));
     db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('demo_seeded_at', ?)").run(String(now));
   })();
   return { sites: sites.length, devices: devices.length };
+}
+
+/**
+ * Demo devices seeded before radio keys existed (store migration 3) have none;
+ * their secrets are derivable from the demo key, so theirs can be filled in.
+ * One HMAC per device, no scrypt: a no-op on every later start.
+ */
+export function backfillDemoRadioKeys(db: Db, repo: RegistryRepo, dataDir: string, log: Logger): number {
+  const ids = repo.demoDevicesWithoutRadioKey();
+  if (ids.length === 0) return 0;
+  if (!existsSync(demoKeyPath(dataDir))) {
+    log.warn({ devices: ids.length, code: 'DEMO_KEY_MISSING' }, `${ids.length} demo devices have no radio key and ${demoKeyPath(dataDir)} is gone: their radio frames will be refused`);
+    return 0;
+  }
+  const key = readDemoKey(dataDir);
+  db.transaction(() => ids.forEach((id) => repo.setRadioKey(id, deriveRadioKey(demoSecret(key, id)))))();
+  log.info({ devices: ids.length }, 'gave demo devices their radio keys (data dir from before the serial bridge)');
+  return ids.length;
 }

@@ -129,12 +129,18 @@ export class AlertRepo {
       timeline: db.prepare('SELECT at, kind, state, actor, detail FROM alert_events WHERE alert_id = ? ORDER BY id'),
       listOpen: db.prepare("SELECT * FROM alerts WHERE state != 'resolved' ORDER BY priority DESC, received_at LIMIT ?"),
       listAll: db.prepare('SELECT * FROM alerts ORDER BY received_at DESC LIMIT ?'),
+      highestSeq: db.prepare('SELECT max(seq) FROM alerts WHERE device_id = ?').pluck(),
     };
   }
 
   get(id: string): AlertRecord | undefined {
     const row = this.stmts.get.get(id) as AlertRow | undefined;
     return row && alertFromRow(row);
+  }
+
+  /** The highest seq of any stored alert of the device (index alerts_device_seq), null if none. */
+  highestSeq(deviceId: string): number | null {
+    return (this.stmts.highestSeq.get(deviceId) as number | null) ?? null;
   }
 
   /** Inserts a new alert with its first timeline entry and outbox row; false if the id already exists. */

@@ -112,6 +112,12 @@ const MIGRATIONS: readonly string[] = [
   ALTER TABLE alerts ADD COLUMN police_status TEXT;
   CREATE INDEX alerts_unescalated ON alerts(received_at) WHERE delivered_at IS NULL AND escalated_at IS NULL AND state != 'resolved';
   `,
+  // Serial bridge: the key radio frames are signed with (the gateway has only a hash of the
+  // secret), and the index the per-device replay window reads its highest seq from.
+  `
+  ALTER TABLE devices ADD COLUMN radio_key BLOB;
+  CREATE INDEX alerts_device_seq ON alerts(device_id, seq);
+  `,
 ];
 
 const BUSY_TIMEOUT_MS = 250;

@@ -7,6 +7,8 @@ export interface DeviceRecord {
   siteId: string;
   type: DeviceType;
   secretHash: string;
+  /** Key of the MACs on radio frames (deriveRadioKey); null for a device provisioned before radio keys existed. */
+  radioKey: Buffer | null;
   fw: string | null;
   battery: number | null;
   rssi: number | null;
@@ -21,7 +23,7 @@ interface SiteRow {
 }
 
 interface DeviceRow {
-  id: string; site_id: string; type: DeviceType; secret_hash: string; fw: string | null;
+  id: string; site_id: string; type: DeviceType; secret_hash: string; radio_key: Buffer | null; fw: string | null;
   battery: number | null; rssi: number | null; last_seen: number | null; created_at: number; revoked_at: number | null;
 }
 
@@ -31,7 +33,7 @@ const siteFromRow = (r: SiteRow): Site => ({
 });
 
 const deviceFromRow = (r: DeviceRow): DeviceRecord => ({
-  id: r.id, siteId: r.site_id, type: r.type, secretHash: r.secret_hash, fw: r.fw, battery: r.battery,
+  id: r.id, siteId: r.site_id, type: r.type, secretHash: r.secret_hash, radioKey: r.radio_key, fw: r.fw, battery: r.battery,
   rssi: r.rssi, lastSeen: r.last_seen, createdAt: r.created_at, revokedAt: r.revoked_at,
 });
 
@@ -42,8 +44,12 @@ export class RegistryRepo {
     this.stmts = {
       insertSite: db.prepare(`INSERT INTO sites (id, kind, name, address, phone, lat, lon, district, police_station, created_at)
         VALUES (@id, @kind, @name, @address, @phone, @lat, @lon, @district, @policeStation, @createdAt)`),
-      insertDevice: db.prepare(`INSERT INTO devices (id, site_id, type, secret_hash, created_at)
-        VALUES (@id, @siteId, @type, @secretHash, @createdAt)`),
+      insertDevice: db.prepare(`INSERT INTO devices (id, site_id, type, secret_hash, radio_key, created_at)
+        VALUES (@id, @siteId, @type, @secretHash, @radioKey, @createdAt)`),
+      setRadioKey: db.prepare('UPDATE devices SET radio_key = ? WHERE id = ?'),
+      // Demo devices are exactly those created in the seeding transaction, which stamps meta.demo_seeded_at.
+      demoWithoutRadioKey: db.prepare(`SELECT id FROM devices WHERE radio_key IS NULL
+        AND created_at = (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'demo_seeded_at') ORDER BY id`).pluck(),
       presence: db.prepare(`UPDATE devices SET fw = coalesce(@fw, fw), battery = coalesce(@battery, battery),
         rssi = coalesce(@rssi, rssi), last_seen = @lastSeen WHERE id = @id`),
       siteCount: db.prepare('SELECT count(*) AS n FROM sites').pluck(),
@@ -66,8 +72,16 @@ export class RegistryRepo {
     this.stmts.insertSite.run({ ...site, createdAt });
   }
 
-  insertDevice(device: Pick<DeviceRecord, 'id' | 'siteId' | 'type' | 'secretHash' | 'createdAt'>): void {
+  insertDevice(device: Pick<DeviceRecord, 'id' | 'siteId' | 'type' | 'secretHash' | 'radioKey' | 'createdAt'>): void {
     this.stmts.insertDevice.run(device);
+  }
+
+  demoDevicesWithoutRadioKey(): string[] {
+    return this.stmts.demoWithoutRadioKey.all() as string[];
+  }
+
+  setRadioKey(id: string, radioKey: Buffer): void {
+    this.stmts.setRadioKey.run(radioKey, id);
   }
 
   savePresence(p: { id: string; fw: string | null; battery: number | null; rssi: number | null; lastSeen: number | null }): void {

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { ConfigSchema, type Config } from '../../gateway/config.ts';
-import { Gateway, type GatewayInfo } from '../../gateway/gateway.ts';
+import { Gateway, type GatewayDeps, type GatewayInfo } from '../../gateway/gateway.ts';
 import { createRootLogger } from '../../gateway/logger.ts';
 import { PoliceSim } from '../../gateway/police-sim/police-sim.ts';
 import { demoSecret, readDemoKey } from '../../gateway/registry/demo-credentials.ts';
@@ -49,7 +49,10 @@ export async function startPoliceSim(port = 0): Promise<PoliceSim> {
   return sim;
 }
 
-export async function startTestGateway(patch: Record<string, unknown> = {}, opts: { police?: PoliceSim; dataDir?: string } = {}): Promise<TestGateway> {
+export async function startTestGateway(
+  patch: Record<string, unknown> = {},
+  opts: { police?: PoliceSim; dataDir?: string; deps?: Omit<GatewayDeps, 'log'> } = {},
+): Promise<TestGateway> {
   const police = opts.police ?? (await startPoliceSim());
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'safehaven-test-'));
   const config = ConfigSchema.parse({
@@ -63,7 +66,7 @@ export async function startTestGateway(patch: Record<string, unknown> = {}, opts
     ...patch,
   });
   const logs = new LogCapture();
-  const gateway = new Gateway(config, { log: createRootLogger('debug', logs) });
+  const gateway = new Gateway(config, { ...opts.deps, log: createRootLogger('debug', logs) });
   const info = await gateway.start();
   const httpUrl = `http://127.0.0.1:${info.httpPort}`;
   return {
