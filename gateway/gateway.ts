@@ -61,6 +61,8 @@ const PRESENCE_FLUSH_MS = 5000;
 const SHUTDOWN_GRACE_MS = 5000;
 /** Consecutive failures that open an endpoint's breaker: one blip is retried normally, a pattern is an outage. */
 const BREAKER_FAILURES = 3;
+/** Longest wait between probes of a dead endpoint: the police are back within this of returning. */
+const BREAKER_MAX_OPEN_MS = 5000;
 
 interface StoreParts {
   db: Db;
@@ -161,7 +163,8 @@ export class Gateway {
     const lifecycle = new AlertLifecycle({ alerts, audit, commits, registry, bus, clock });
     this.policeClient = this.deps.policeClient ?? createPoliceClient({ connectionsPerOrigin: config.police.concurrency });
     const breaker = new CircuitBreaker(
-      { failureThreshold: BREAKER_FAILURES, openBaseMs: config.police.retryBaseMs, openMaxMs: config.police.retryMaxMs }, clock, this.log('dispatch'),
+      { failureThreshold: BREAKER_FAILURES, openBaseMs: config.police.retryBaseMs, openMaxMs: Math.min(config.police.retryMaxMs, BREAKER_MAX_OPEN_MS) },
+      clock, this.log('dispatch'),
     );
     const dispatcher = (this.dispatcher = new Dispatcher(
       { alerts, commits, lifecycle, registry, routes, http: this.policeClient, breaker, clock, counters, log: this.log('dispatch') },

@@ -70,6 +70,7 @@ export async function runGateway(env: NodeJS.ProcessEnv = process.env): Promise<
   } catch (err) {
     log.fatal({ err }, 'gateway failed to start');
     log.flush();
+    process.stderr.write(`safehaven: cannot start: ${(err as Error).message}\n`);
     await gateway.stop().catch(() => undefined);
     process.exit(1);
   }

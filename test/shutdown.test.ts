@@ -188,7 +188,7 @@ describe('a data dir the gateway cannot write', () => {
     chmodSync(dir, 0o555);
   };
 
-  async function expectRefusal(gw: GatewayProcess): Promise<void> {
+  async function expectRefusal(gw: GatewayProcess, dataDir: string): Promise<void> {
     const exit = await gw.exited;
     expect(exit.signal, gw.tail()).toBeNull();
     expect(exit.code, gw.tail()).not.toBe(0);
@@ -197,6 +197,8 @@ describe('a data dir the gateway cannot write', () => {
     expect(fatal!.msg).toMatch(/failed to start/);
     expect(JSON.stringify(fatal!.err)).toMatch(/SQLITE_(CANTOPEN|READONLY)|EACCES|EROFS|read-?only/i);
     expect(gw.findLog((l) => l.ready === true)).toBeUndefined();
+    expect(gw.output().stderr, gw.tail()).toContain(`safehaven: cannot start: cannot open the store`);
+    expect(gw.output().stderr).toContain(dataDir);
   }
 
   it('refuses to start on an empty read-only data dir: non-zero exit, a fatal log line', async () => {
@@ -207,7 +209,7 @@ describe('a data dir the gateway cannot write', () => {
     mkdirSync(dataDir);
     makeReadOnly(dataDir);
     const gw = startGateway({ dataDir, env: env('http://127.0.0.1:9/alerts'), user: user() });
-    await expectRefusal(gw);
+    await expectRefusal(gw, dataDir);
   }, TEST_TIMEOUT_MS);
 
   it('refuses to start on an existing store whose dir turned read-only (e.g. remounted ro)', async () => {
@@ -225,6 +227,6 @@ describe('a data dir the gateway cannot write', () => {
 
     makeReadOnly(dataDir);
     const second = startGateway({ dataDir, env: env('http://127.0.0.1:9/alerts'), user: u });
-    await expectRefusal(second);
+    await expectRefusal(second, dataDir);
   }, TEST_TIMEOUT_MS);
 });

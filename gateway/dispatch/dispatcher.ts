@@ -188,6 +188,11 @@ export class Dispatcher {
       }
       failure = `HTTP ${answer.status}`;
     } catch (err) {
+      if (this.stopping) {
+        // Cut off by shutdown after its grace, not failed by the police: no breaker, no retry entry; the row stays due.
+        log.info({ alertId: alert.id, url }, 'police attempt cut short by shutdown; it stays in the outbox for the next start');
+        return;
+      }
       failure = (err as Error).message;
     }
     counters.inc('police_failures_total', { target: row.target });

@@ -129,18 +129,31 @@ export interface OpenOptions {
   fileName?: string;
 }
 
+export class StoreOpenError extends Error {
+  readonly code = 'STORE_OPEN_FAILED';
+}
+
 export function openDatabase({ dataDir, synchronous, fileName = 'safehaven.db' }: OpenOptions): Db {
-  mkdirSync(dataDir, { recursive: true });
-  // Only another process (a backup, an operator's sqlite3 shell) can hold the write lock, and while
-  // it waits the event loop is blocked: wait briefly, then fail the commit so the device retries.
-  const db = new Database(join(dataDir, fileName), { timeout: BUSY_TIMEOUT_MS });
-  db.pragma('journal_mode = WAL');
-  db.pragma(`synchronous = ${synchronous.toUpperCase()}`);
-  db.pragma('foreign_keys = ON');
-  // Checkpoints run on commit past this many pages; bounded WAL, bounded recovery time.
-  db.pragma('wal_autocheckpoint = 1000');
-  migrate(db);
-  return db;
+  const path = join(dataDir, fileName);
+  let db: Db | null = null;
+  try {
+    mkdirSync(dataDir, { recursive: true });
+    // Only another process (a backup, an operator's sqlite3 shell) can hold the write lock, and while
+    // it waits the event loop is blocked: wait briefly, then fail the commit so the device retries.
+    db = new Database(path, { timeout: BUSY_TIMEOUT_MS });
+    db.pragma('journal_mode = WAL');
+    db.pragma(`synchronous = ${synchronous.toUpperCase()}`);
+    db.pragma('foreign_keys = ON');
+    // Checkpoints run on commit past this many pages; bounded WAL, bounded recovery time.
+    db.pragma('wal_autocheckpoint = 1000');
+    migrate(db);
+    return db;
+  } catch (err) {
+    db?.close();
+    // A gateway that cannot store cannot acknowledge anything: say exactly where and why, then stop.
+    const { code, message } = err as { code?: string; message: string };
+    throw new StoreOpenError(`cannot open the store ${path} (data dir ${dataDir}): ${code ? `${code}: ` : ''}${message}; is the data dir writable by this user?`, { cause: err });
+  }
 }
 
 function migrate(db: Db): void {
