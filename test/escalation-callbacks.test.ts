@@ -1,22 +1,13 @@
 // Escalation to the fallback endpoint, re-announcement of unacknowledged
 // alerts, and the police reporting progress back — over real sockets.
 import type { MqttClient } from 'mqtt';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { deriveAlertId, signBody, topics } from '../protocol/index.ts';
 import { collect, connectDevice, POLICE_SECRET, publish, startPoliceSim, startTestGateway, waitFor, type TestGateway } from './support/harness.ts';
-import { ScriptedEndpoint } from './support/scripted-endpoint.ts';
+import { cleanupsAfterEach, startScriptedEndpoint, type Step } from './support/scripted-endpoint.ts';
 
-const cleanups: Array<() => Promise<unknown>> = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
-async function endpoint(...args: ConstructorParameters<typeof ScriptedEndpoint>): Promise<ScriptedEndpoint> {
-  const e = new ScriptedEndpoint(...args);
-  await e.start();
-  cleanups.push(() => e.stop());
-  return e;
-}
+const cleanups = cleanupsAfterEach();
+const endpoint = (fallback?: Step) => startScriptedEndpoint(cleanups, fallback);
 
 async function gateway(patch: Record<string, unknown>, police?: Awaited<ReturnType<typeof startPoliceSim>>): Promise<TestGateway> {
   const gw = await startTestGateway(patch, police ? { police } : {});

@@ -3,22 +3,13 @@
 // sockets. In every case each alert reaches the police under its one
 // Idempotency-Key, and the backlog drains most severe first.
 import type { MqttClient } from 'mqtt';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { deriveAlertId, EVENT_PRIORITY, topics, type EventType } from '../protocol/index.ts';
 import { connectDevice, POLICE_SECRET, publish, startTestGateway, waitFor, type TestGateway } from './support/harness.ts';
-import { ScriptedEndpoint } from './support/scripted-endpoint.ts';
+import { cleanupsAfterEach, startScriptedEndpoint, type Step } from './support/scripted-endpoint.ts';
 
-const cleanups: Array<() => Promise<unknown>> = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
-async function endpoint(...args: ConstructorParameters<typeof ScriptedEndpoint>): Promise<ScriptedEndpoint> {
-  const e = new ScriptedEndpoint(...args);
-  await e.start();
-  cleanups.push(() => e.stop());
-  return e;
-}
+const cleanups = cleanupsAfterEach();
+const endpoint = (fallback?: Step) => startScriptedEndpoint(cleanups, fallback);
 
 async function gatewayFor(url: string, police: Record<string, unknown> = {}, rest: Record<string, unknown> = {}): Promise<TestGateway> {
   const gw = await startTestGateway({

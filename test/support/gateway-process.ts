@@ -13,6 +13,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
+import type { GatewayInfo } from '../../gateway/gateway.ts';
 import { fileURLToPath } from 'node:url';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -20,17 +21,8 @@ export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', 
 /** One pino line from the gateway's stdout (a line that is not JSON is kept as `{ msg: line, raw: true }`). */
 export type GatewayLogLine = Record<string, unknown> & { level?: number; msg?: string; raw?: true };
 
-/** What the `"ready": true` log line carries (GatewayInfo). */
-export interface GatewayReady {
-  mqttPort: number;
-  httpPort: number;
-  httpUrl: string;
-  dataDir: string;
-  policeUrl: string;
-  policeSimulator: boolean;
-  sites: number;
-  devices: number;
-}
+/** What the `"ready": true` log line carries. */
+export type GatewayReady = GatewayInfo;
 
 export interface GatewayExit {
   code: number | null;

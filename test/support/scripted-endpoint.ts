@@ -4,6 +4,24 @@
 // sent, so tests can check order and idempotency keys.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { afterEach } from 'vitest';
+
+/** Things a test started, stopped after it in reverse order. */
+export function cleanupsAfterEach(): Array<() => Promise<unknown>> {
+  const list: Array<() => Promise<unknown>> = [];
+  afterEach(async () => {
+    for (const c of list.splice(0).reverse()) await c();
+  });
+  return list;
+}
+
+/** An endpoint stopped after the test. */
+export async function startScriptedEndpoint(cleanups: Array<() => Promise<unknown>>, fallback?: Step): Promise<ScriptedEndpoint> {
+  const e = new ScriptedEndpoint(fallback);
+  await e.start();
+  cleanups.push(() => e.stop());
+  return e;
+}
 
 export type Step =
   | { status: number; body?: string }
