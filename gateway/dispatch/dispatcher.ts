@@ -9,7 +9,7 @@ import type { Clock } from '../clock.ts';
 import type { Counters } from '../metrics/counters.ts';
 import type { AlertLifecycle } from '../pipeline/alert-lifecycle.ts';
 import type { Registry } from '../registry/registry.ts';
-import type { AlertRepo, OutboxRow } from '../store/alert-repo.ts';
+import type { AlertRepo, OutboxRow, OutboxTarget } from '../store/alert-repo.ts';
 import type { CommitQueue } from '../store/commit-queue.ts';
 import type { PoliceHttpClient } from './police-client.ts';
 import type { RouteTable } from './route-table.ts';
@@ -32,7 +32,11 @@ export interface DispatcherDeps {
   counters: Counters;
   log: Logger;
   random?: () => number;
+  /** Latency marks: the alert's site and route are resolved; its POST is about to be sent. */
+  onStage?: DispatchStageHook;
 }
+
+export type DispatchStageHook = (alertId: string, stage: 'site-resolved' | 'sent', attempt: { n: number; route: string; target: OutboxTarget }) => void;
 
 /** Exponential backoff with "equal jitter": half fixed, half random, so retries of a burst spread out. */
 export function retryDelay(attempt: number, baseMs: number, maxMs: number, random: () => number): number {
@@ -142,12 +146,14 @@ export class Dispatcher {
     const route = routes.byName(row.route);
     const url = row.target === 'primary' ? route.url : route.fallbackUrl ?? route.url;
     const attempt = row.attempts + 1;
+    this.deps.onStage?.(alert.id, 'site-resolved', { n: attempt, route: row.route, target: row.target });
     if (alert.state === 'received') void lifecycle.dispatched(alert.id, row.target, url).catch((err) => log.error({ err, alertId: alert.id }, 'could not record dispatch'));
 
     const body = buildPoliceBody({ ...alert, alertId: alert.id, site, attempt, sentAt: clock.now() });
     counters.inc('police_attempts_total', { target: row.target });
     let failure: string;
     try {
+      this.deps.onStage?.(alert.id, 'sent', { n: attempt, route: row.route, target: row.target });
       const answer = await http.post(url, body, policeHeaders(alert.id, route.secret, body), this.opts.timeoutMs);
       if (answer.status >= 200 && answer.status < 300) {
         this.endpointOk(url);
