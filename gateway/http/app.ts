@@ -2,6 +2,7 @@
 // so tests drive it with app.inject and the composition root calls listen.
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import type { LatencyQuery } from '../metrics/latency-query.ts';
 import type { AlertLifecycle } from '../pipeline/alert-lifecycle.ts';
 import type { Registry } from '../registry/registry.ts';
 import type { AlertRepo } from '../store/alert-repo.ts';
@@ -14,6 +15,7 @@ import { alertRoutes } from './routes/alerts.ts';
 import { dashboardRoutes } from './routes/dashboard.ts';
 import { deviceRoutes } from './routes/devices.ts';
 import { healthRoutes, type HealthReport } from './routes/health.ts';
+import { latencyRoutes } from './routes/latency.ts';
 import { siteRoutes } from './routes/sites.ts';
 import { tokenRoutes } from './routes/tokens.ts';
 
@@ -27,6 +29,7 @@ export interface AppDeps {
   lifecycle: AlertLifecycle;
   isOnline: (deviceId: string) => boolean;
   health: () => HealthReport;
+  latency: LatencyQuery;
   log: Logger;
 }
 
@@ -42,6 +45,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(siteRoutes, deps);
   await app.register(alertRoutes, deps);
   await app.register(tokenRoutes, deps);
+  await app.register(latencyRoutes, deps);
   await app.register(dashboardRoutes);
   return app;
 }
