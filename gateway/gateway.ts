@@ -19,6 +19,9 @@ import { buildApp } from './http/app.ts';
 import type { HealthReport } from './http/routes/health.ts';
 import { createRootLogger } from './logger.ts';
 import { Counters } from './metrics/counters.ts';
+import type { LatencyQuery } from './metrics/latency-query.ts';
+import type { LatencyRecorder } from './metrics/latency-recorder.ts';
+import { Metrics } from './metrics/metrics.ts';
 import { AlertBus } from './pipeline/alert-bus.ts';
 import { AlertIntake } from './pipeline/alert-intake.ts';
 import { AlertLifecycle } from './pipeline/alert-lifecycle.ts';
@@ -46,6 +49,8 @@ export interface GatewayInfo {
   dataDir: string;
   policeUrl: string;
   policeSimulator: boolean;
+  /** Where latency metrics go, for the banner. */
+  influx: string;
   adminTokenSource: string;
   sites: number;
   devices: number;
@@ -84,6 +89,7 @@ export class Gateway {
   private policeClient: PoliceHttpClient | null = null;
   private registry: Registry | null = null;
   private routes: RouteTable | null = null;
+  private metrics: Metrics | null = null;
   private presenceTimer: NodeJS.Timeout | null = null;
   /** The in-process police stand-in when no police URL is configured. */
   policeSim: PoliceSim | null = null;
@@ -99,15 +105,21 @@ export class Gateway {
     const adminToken = this.config.adminToken
       ? { value: this.config.adminToken, source: 'SAFEHAVEN_ADMIN_TOKEN' }
       : (({ value, path }) => ({ value, source: path }))(loadOrCreateSecret(this.config.dataDir, ADMIN_TOKEN_FILE));
-    const pipeline = await this.wirePipeline(store);
-    const broker = await this.startBroker(store, pipeline);
+    const metrics = await this.startMetrics();
+    const pipeline = await this.wirePipeline(store, metrics.recorder);
+    const broker = await this.startBroker(store, pipeline, metrics.recorder);
+    this.metrics!.startHealth({
+      connectedDevices: () => broker.connectedClients(), isOnline: (id) => broker.isConnected(id),
+      devices: () => store.registry.allDevices(), site: (id) => store.registry.site(id),
+      openAlerts: () => store.alerts.openCount(), outboxDepth: () => store.alerts.pendingOutbox(),
+    });
     pipeline.dispatcher.start();
-    const httpPort = await this.startHttp(store, pipeline, broker, adminToken.value);
+    const httpPort = await this.startHttp(store, pipeline, broker, adminToken.value, metrics.query);
 
     const counts = store.registry.counts();
     this.info = {
       mqttPort: broker.port(), httpPort, httpUrl: `http://${this.config.http.publicHost}:${httpPort}`, dataDir: this.config.dataDir,
-      policeUrl: pipeline.policeUrl, policeSimulator: this.policeSim !== null, adminTokenSource: adminToken.source,
+      policeUrl: pipeline.policeUrl, policeSimulator: this.policeSim !== null, adminTokenSource: adminToken.source, influx: this.metrics!.describe(),
       sites: counts.sites, devices: counts.devices,
     };
     return this.info;
@@ -133,25 +145,32 @@ export class Gateway {
     return { db, commits, registry, alerts: new AlertRepo(db), audit: new AuditRepo(db), tokens: new TokenRepo(db) };
   }
 
+  /** Latency and health metrics: InfluxDB (configured, managed or none) is never waited for. */
+  private async startMetrics(): Promise<{ recorder: LatencyRecorder; query: LatencyQuery }> {
+    this.metrics = new Metrics(this.config, { clock: this.clock, counters: this.counters, log: (module) => this.log(module) });
+    return this.metrics.start();
+  }
+
   /** Intake → store → bus → dispatcher, transport-independent: MQTT and serial both feed `intake`. */
-  private async wirePipeline(store: StoreParts): Promise<PipelineParts> {
+  private async wirePipeline(store: StoreParts, latency: LatencyRecorder): Promise<PipelineParts> {
     const { config, clock, counters } = this;
     const { alerts, audit, commits, registry } = store;
     const policeSecret = config.police.secret ?? loadOrCreateSecret(config.dataDir, POLICE_SECRET_FILE).value;
     const policeUrl = config.police.url ?? (await this.startPoliceSim(policeSecret));
     const routes = (this.routes = new RouteTable({ url: policeUrl, secret: policeSecret }, config.police.routes));
     const bus = new AlertBus(this.log('bus'));
+    latency.attach(bus);
     const lifecycle = new AlertLifecycle({ alerts, audit, commits, registry, bus, clock });
     this.policeClient = this.deps.policeClient ?? createPoliceClient({ connectionsPerOrigin: config.police.concurrency });
     const dispatcher = (this.dispatcher = new Dispatcher(
-      { alerts, commits, lifecycle, registry, routes, http: this.policeClient, clock, counters, log: this.log('dispatch') },
+      { alerts, commits, lifecycle, registry, routes, http: this.policeClient, clock, counters, log: this.log('dispatch'), onStage: latency.dispatchStage },
       config.police,
     ));
     const intake = new AlertIntake({ registry, alerts, commits, routes, bus, onNewAlert: () => dispatcher.notify(), counters, log: this.log('intake') });
     return { bus, lifecycle, dispatcher, intake, routes, policeUrl };
   }
 
-  private async startBroker(store: StoreParts, pipeline: PipelineParts): Promise<MqttBroker> {
+  private async startBroker(store: StoreParts, pipeline: PipelineParts, latency: LatencyRecorder): Promise<MqttBroker> {
     const { clock, counters } = this;
     const { registry } = store;
     const uplink = new DeviceUplink({ intake: pipeline.intake, registry, clock, counters, log: this.log('uplink') });
@@ -162,17 +181,18 @@ export class Gateway {
       authorizeSubscribe: makeAuthorizeSubscribe(hookDeps),
     }, counters, this.log('mqtt')));
     await broker.start();
-    announceOverMqtt(pipeline.bus, broker, this.log('announce'));
+    announceOverMqtt(pipeline.bus, broker, this.log('announce'), latency.deviceAckSent);
     await this.publishDeviceConfig(registry, broker);
     return broker;
   }
 
-  private async startHttp(store: StoreParts, pipeline: PipelineParts, broker: MqttBroker, adminToken: string): Promise<number> {
+  private async startHttp(store: StoreParts, pipeline: PipelineParts, broker: MqttBroker, adminToken: string, latency: LatencyQuery): Promise<number> {
     const { registry, alerts, audit, tokens, commits } = store;
     const http = (this.http = await buildApp({
       auth: { tokens, adminToken, now: () => this.clock.now() },
       registry, alerts, audit, tokens, commits, lifecycle: pipeline.lifecycle,
       health: () => this.health(pipeline.policeUrl),
+      latency,
       isOnline: (id) => broker.isConnected(id),
       log: this.log('http'),
     }));
@@ -206,7 +226,7 @@ export class Gateway {
       broker: { status: 'ok', port: this.broker!.port(), connectedClients: this.broker!.connectedClients() },
       store: { status: store.ok ? 'ok' : 'failing', ...store },
       police: { simulator, defaultUrl: policeUrl, routes: this.routes!.describe(), ...dispatch },
-      influx: { status: 'disabled' },
+      influx: this.metrics!.status(),
       serial: { status: 'disabled' },
       counters: this.counters.snapshot(),
     };
@@ -218,11 +238,12 @@ export class Gateway {
     await this.http?.close();
     await this.broker?.stop();
     await this.dispatcher?.stop(SHUTDOWN_GRACE_MS);
+    await this.metrics?.stop();
     await this.registry?.flushPresence().catch((err) => this.rootLog.error({ err }, 'presence flush on shutdown failed'));
     this.commits?.close();
     this.db?.close();
     await this.policeClient?.close();
     await this.policeSim?.stop();
-    this.http = this.broker = this.dispatcher = this.commits = this.db = null;
+    this.http = this.broker = this.dispatcher = this.commits = this.db = this.metrics = null;
   }
 }

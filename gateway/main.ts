@@ -19,7 +19,7 @@ export function banner(info: GatewayInfo, config: Config): string {
     `  Data dir      ${info.dataDir}   (store: safehaven.db, ${config.store.synchronous.toUpperCase()} sync)`,
     `  Registry      ${info.sites} sites, ${info.devices} devices`,
     `  Police route  ${police}`,
-    `  InfluxDB      ${config.influx.url ?? 'not configured: latency metrics are off'}`,
+    `  InfluxDB      ${info.influx}   (latency: ${info.httpUrl}/api/latency)`,
     `  Serial        ${config.serial.path ?? 'not configured: no RF receiver bridge'}`,
     '  Stop with Ctrl-C (SIGINT) or SIGTERM.',
     '',
