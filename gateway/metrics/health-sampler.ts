@@ -43,6 +43,10 @@ export interface HealthSamplerOptions {
 const DEVICES_PER_TURN = 500;
 const STALE_HEARTBEATS = 3;
 const LOW_BATTERY_PERCENT = 20;
+const LOOP_RESOLUTION_MS = 10;
+
+/** The histogram holds the time between its own timer ticks, in ns: the lag is what exceeds the tick. */
+const lagMs = (ns: number) => Math.max(0, Math.round((ns / 1e6 - LOOP_RESOLUTION_MS) * 100) / 100);
 
 interface DeviceGroup {
   devices: number;
@@ -73,7 +77,7 @@ export class HealthSampler {
   constructor(private readonly deps: HealthSamplerDeps, private readonly opts: HealthSamplerOptions) {}
 
   start(): void {
-    this.loopDelay = monitorEventLoopDelay({ resolution: 10 });
+    this.loopDelay = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
     this.loopDelay.enable();
     this.lastMessages = this.deps.counters.total('device_messages_total');
     this.lastAt = this.deps.clock.now();
@@ -125,10 +129,10 @@ export class HealthSampler {
     };
     const delay = this.loopDelay;
     if (delay && delay.count > 0) {
-      // The histogram is in nanoseconds; lag is what a timer or an incoming packet waited beyond its turn.
-      fields.event_loop_lag_mean_ms = Math.round(delay.mean / 1e4) / 100;
-      fields.event_loop_lag_p99_ms = Math.round(delay.percentile(99) / 1e4) / 100;
-      fields.event_loop_lag_max_ms = Math.round(delay.max / 1e4) / 100;
+      // What a timer or an incoming packet waited beyond its turn.
+      fields.event_loop_lag_mean_ms = lagMs(delay.mean);
+      fields.event_loop_lag_p99_ms = lagMs(delay.percentile(99));
+      fields.event_loop_lag_max_ms = lagMs(delay.max);
       delay.reset();
     }
     return { measurement: 'gateway', tags: {}, fields, timestamp: nanos(now) };

@@ -106,7 +106,7 @@ function logTail(path: string, bytes = 1500): string {
   }
 }
 
-function isAlive(pid: number): boolean {
+export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -172,7 +172,7 @@ export class ManagedInfluxd {
     this.child = child;
     this.exited = new Promise((resolve) => child.once('exit', (code, signal) => {
       if (this.child === child) this.child = null;
-      rmSync(this.paths.pid, { force: true });
+      this.removePidFile(child.pid);
       process.off('exit', this.killOnExit);
       if (!this.stopping) log.error({ exitCode: code, signal, logTail: logTail(this.paths.log), code: 'INFLUXD_EXITED' }, 'managed influxd exited: latency metrics are buffered until it is back');
       resolve();
@@ -212,6 +212,15 @@ export class ManagedInfluxd {
     const exited = this.exited;
     const gone = (ms: number) => Promise.race([exited.then(() => true), sleep(ms).then(() => false)]);
     await terminate(child.pid, gone, this.opts.stopTimeoutMs ?? 5000);
+  }
+
+  /** Only if it still names `pid`: a later start may have written its own. */
+  private removePidFile(pid: number | undefined): void {
+    try {
+      if (readFileSync(this.paths.pid, 'utf8').trim() === String(pid)) rmSync(this.paths.pid, { force: true });
+    } catch {
+      // already gone
+    }
   }
 
   /** An influxd of ours that a killed gateway left running would hold the ports and the data dir. */
