@@ -48,16 +48,19 @@ export function findOnPath(name: string, pathEnv = process.env.PATH ?? ''): stri
   return null;
 }
 
-export function freePort(): Promise<number> {
+/** `port` if nothing listens on it (0 = any free port); rejects with the listen error otherwise. */
+function listenable(port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);
-    server.listen(0, HOST, () => {
-      const { port } = server.address() as AddressInfo;
-      server.close(() => resolve(port));
+    server.listen(port, HOST, () => {
+      const { port: bound } = server.address() as AddressInfo;
+      server.close(() => resolve(bound));
     });
   });
 }
+
+export const freePort = (): Promise<number> => listenable(0);
 
 function renderConfig(dir: string, httpPort: number, rpcPort: number): string {
   const path = (sub: string) => JSON.stringify(join(dir, sub));
@@ -159,7 +162,7 @@ export class ManagedInfluxd {
     const { dir, binary, log } = this.opts;
     for (const sub of ['meta', 'data', 'wal']) mkdirSync(join(dir, sub), { recursive: true });
     await this.stopLeftover();
-    this.ports ??= { http: this.opts.httpPort || (await freePort()), rpc: this.opts.rpcPort || (await freePort()) };
+    this.ports ??= { http: await this.portFor('http', this.opts.httpPort), rpc: await this.portFor('rpc', this.opts.rpcPort) };
     writeFileSync(this.paths.config, renderConfig(dir, this.ports.http, this.ports.rpc));
     const logFd = openSync(this.paths.log, 'a');
     let child: ChildProcess;
@@ -181,7 +184,7 @@ export class ManagedInfluxd {
     if (child.pid !== undefined) writeFileSync(this.paths.pid, String(child.pid));
     // A gateway that exits without stop() (an uncaught error) must not leave influxd behind.
     process.once('exit', this.killOnExit);
-    log.info({ pid: child.pid, url: this.url(), dir, config: this.paths.config }, 'managed influxd started');
+    log.info({ influxdPid: child.pid, url: this.url(), dir, config: this.paths.config }, 'managed influxd started');
   }
 
   url(): string {
@@ -214,6 +217,21 @@ export class ManagedInfluxd {
     await terminate(child.pid, gone, this.opts.stopTimeoutMs ?? 5000);
   }
 
+  /**
+   * The configured port, or a free one if it is taken (by the influxd that
+   * the Debian package runs as a service on 8086, say): a metrics database on
+   * another port beats none.
+   */
+  private async portFor(which: 'http' | 'rpc', port: number): Promise<number> {
+    try {
+      return await listenable(port);
+    } catch (err) {
+      const other = await freePort();
+      this.opts.log.warn({ which, port, instead: other, err: (err as Error).message }, `port ${port} is taken: the managed influxd's ${which} port is ${other} instead`);
+      return other;
+    }
+  }
+
   /** Only if it still names `pid`: a later start may have written its own. */
   private removePidFile(pid: number | undefined): void {
     try {
@@ -239,7 +257,7 @@ export class ManagedInfluxd {
       }
     })();
     if (Number.isInteger(pid) && pid > 0 && cmdline.includes(this.paths.config)) {
-      this.opts.log.warn({ pid }, 'stopping the influxd a previous run left behind');
+      this.opts.log.warn({ influxdPid: pid }, 'stopping the influxd a previous run left behind');
       await terminate(pid, (ms) => polledGone(pid, ms), this.opts.stopTimeoutMs ?? 5000);
     }
     rmSync(this.paths.pid, { force: true });
