@@ -3,7 +3,7 @@
 // /api/latency reads InfluxQL percentiles back, and an influxd killed
 // mid-run costs metrics (bounded, counted), never alerts.
 import type { MqttClient } from 'mqtt';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -49,6 +49,7 @@ describe('a gateway with its managed influxd', () => {
       return influx.status === 'ok' && influx.url;
     }, 'the managed influxd to answer', 20_000)).replace(/\/safehaven$/, '');
     clients.push(await device(gw, STORE_BUTTON), await device(gw, HOME_SENSOR));
+    await publish(clients[0]!, topics.heartbeat(STORE_BUTTON), JSON.stringify({ seq: 100, ts: Date.now(), battery: 15, rssi: -71, fw: '1.4.2' }), { qos: 0 });
     for (let seq = 1; seq <= 4; seq++) await press(clients[0]!, STORE_BUTTON, seq, 'panic');
     for (let seq = 1; seq <= 2; seq++) await press(clients[1]!, HOME_SENSOR, seq, 'door');
   });
@@ -111,6 +112,22 @@ describe('a gateway with its managed influxd', () => {
       return rows.reduce((n, r) => n + (r.online as number), 0) === 1 && rows;
     }, 'a device_health sample with the button online');
     expect(buttons.reduce((n, r) => n + (r.devices as number), 0)).toBe(4);
+    const store = gw.gateway['registry']!.site('store-0001')!;
+    const [heard] = await waitFor(() => influxRows(influxUrl, `SELECT last(battery_min) AS battery, last(rssi_min) AS rssi, last(low_battery) AS low FROM device_health WHERE "type" = 'panic-button' AND "district" = '${store.district}'`).then((r) => r[0]?.battery !== null && r.length > 0 && r), 'the heartbeat in device_health');
+    expect(heard).toMatchObject({ battery: 15, rssi: -71, low: 1 });
+  });
+
+  it('has a Grafana dashboard whose every query runs on these series and finds data', async () => {
+    await landed();
+    const dashboard = JSON.parse(readFileSync(new URL('../grafana/dashboards/safehaven.json', import.meta.url), 'utf8')) as { panels: Array<{ title: string; targets?: Array<{ query: string }> }> };
+    const queries = dashboard.panels.flatMap((p) => (p.targets ?? []).map((t) => ({ panel: p.title, q: t.query })));
+    expect(queries.length).toBeGreaterThan(10);
+    for (const { panel, q } of queries) {
+      // What Grafana puts in for its macros and for the "All" choice of a variable.
+      const influxql = q.replaceAll('$timeFilter', 'time > now() - 1h').replaceAll('$__interval', '1m').replace(/\$(district|site_kind)\b/g, '.*');
+      const rows = await influxRows(influxUrl, influxql);
+      if (!/"attempts" > 1/.test(q)) expect(rows.length, `${panel}: ${influxql}`).toBeGreaterThan(0);
+    }
   });
 
   it('stops its influxd when the gateway stops', async () => {
