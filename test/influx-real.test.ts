@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deriveAlertId, topics, type EventType } from '../protocol/index.ts';
+import { createInfluxClient } from '../gateway/metrics/influx-client.ts';
 import type { ManagedInfluxd } from '../gateway/metrics/managed-influxd.ts';
 import { STAGES } from '../gateway/metrics/latency-recorder.ts';
 import { nearestRank } from '../gateway/metrics/latency-window.ts';
@@ -187,6 +188,23 @@ describe('InfluxDB killed mid-run', () => {
     expect(after.influx.written).toBe(2 + BUFFER);
     const [count] = await influxRows(influxd.url(), 'SELECT COUNT(total_ms) FROM alert_latency');
     expect(count!.count).toBe(2 + BUFFER);
+  });
+});
+
+describe('the database and its retention policy', () => {
+  it('are created when missing and follow a changed retention', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'safehaven-influxd-'));
+    const influxd = await startInfluxd(dir);
+    try {
+      const policy = async () => (await influxRows(influxd.url(), 'SHOW RETENTION POLICIES ON "safehaven"')).find((r) => r.name === 'safehaven_rp');
+      await createInfluxClient({ url: `${influxd.url()}/safehaven`, retention: '30d', timeoutMs: 2000 }).prepare();
+      expect(await policy()).toMatchObject({ duration: '720h0m0s', default: true });
+      await createInfluxClient({ url: `${influxd.url()}/safehaven`, retention: '12w', timeoutMs: 2000 }).prepare();
+      expect(await policy()).toMatchObject({ duration: '2016h0m0s', default: true });
+    } finally {
+      await influxd.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -144,6 +144,22 @@ describe('InfluxDB down or slow', () => {
     expect(sink.landed()).toEqual([1]);
   });
 
+  it('creates the database again when a write finds it gone (an InfluxDB restarted empty)', async () => {
+    startWriter();
+    await vi.advanceTimersByTimeAsync(0);
+    const write = sink.write.bind(sink);
+    let gone = true;
+    sink.write = (points) => (gone ? Promise.reject(new Error('write: database not found: "safehaven"')) : write(points));
+    sink.prepare = async () => {
+      sink.prepares++;
+      gone = false;
+    };
+    writer.add(point(1));
+    await vi.advanceTimersByTimeAsync(1000 + 2000);
+    expect(sink.prepares).toBe(2);
+    expect(sink.landed()).toEqual([1]);
+  });
+
   it('counts points overwritten during a write as dropped only if that write fails', async () => {
     startWriter({ batchSize: 10 });
     await vi.advanceTimersByTimeAsync(0);
