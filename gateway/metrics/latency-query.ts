@@ -4,10 +4,10 @@
 // window, saying so in `source`.
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.ts';
+import { LogThrottle } from '../log-throttle.ts';
 import type { InfluxClient, InfluxQueryResult } from './influx-client.ts';
 import { STAGES, type Stage } from './latency-recorder.ts';
 import { PERCENTILES, type GroupBy, type GroupSummary, type LatencyWindow, type Percentiles, type StageSummary } from './latency-window.ts';
-import { LogThrottle } from '../log-throttle.ts';
 
 export const LATENCY_MEASUREMENT = 'alert_latency';
 

@@ -1,8 +1,7 @@
 // The most recent latency samples in memory: what /api/latency answers from
 // when there is no InfluxDB, or it does not answer. Bounded: the oldest
 // sample makes room for the newest.
-import type { LatencySample, Stage } from './latency-recorder.ts';
-import { STAGES } from './latency-recorder.ts';
+import { STAGES, type LatencySample, type Stage } from './latency-recorder.ts';
 import { RingBuffer } from './ring-buffer.ts';
 
 export const PERCENTILES = [50, 95, 99] as const;
