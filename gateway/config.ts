@@ -102,7 +102,25 @@ export const ConfigSchema = z.strictObject({
     homes: z.int().min(0).max(100_000).default(3000),
     seed: z.int().default(1),
   }).prefault({}),
-  influx: z.strictObject({ url: HttpUrl.optional() }).prefault({}),
+  influx: z.strictObject({
+    /** An InfluxDB 1.x to use; its path names the database. Unset = the managed local influxd, if installed. */
+    url: HttpUrl.optional(),
+    /** Without a url: run a local influxd under <dataDir>/influxdb when one is installed. */
+    managed: z.boolean().default(true),
+    /** The managed influxd's HTTP port and its RPC (backup) port; 0 = any free port. */
+    httpPort: Port.default(8086),
+    rpcPort: Port.default(8088),
+    /** How long InfluxDB keeps points (an InfluxQL duration: 30d, 12w, 1h…). */
+    retention: z.string().regex(/^\d+[hdw]$/, 'a duration such as 30d, 12w or 72h').default('30d'),
+    /** Points held while InfluxDB is slow or down; beyond this the oldest are dropped (and counted). */
+    bufferSize: z.int().min(10).max(1_000_000).default(10_000),
+    batchSize: z.int().min(1).max(10_000).default(500),
+    flushIntervalMs: z.int().min(10).max(60_000).default(1000),
+    /** Deadline of one write or query to InfluxDB. */
+    timeoutMs: z.int().min(100).max(60_000).default(2000),
+    /** Interval of the `gateway` and `device_health` series. */
+    healthIntervalSec: z.int().min(1).max(3600).default(10),
+  }).prefault({}),
   serial: SerialSchema,
   supervision: z.strictObject({
     /** Heartbeat interval pushed to devices on their retained config topic. */
@@ -137,6 +155,10 @@ export const ENV_VARS: ReadonlyArray<{ name: string; path: string; kind: 'string
   { name: 'SAFEHAVEN_DEMO_HOMES', path: 'demo.homes', kind: 'int', doc: 'demo home-patrol households (default 3000)' },
   { name: 'SAFEHAVEN_HEARTBEAT_SEC', path: 'supervision.heartbeatSec', kind: 'int', doc: 'heartbeat interval pushed to devices (default 60)' },
   { name: 'SAFEHAVEN_INFLUX_URL', path: 'influx.url', kind: 'string', doc: 'InfluxDB 1.x URL with database, e.g. http://127.0.0.1:8086/safehaven' },
+  { name: 'SAFEHAVEN_INFLUX_MANAGED', path: 'influx.managed', kind: 'bool', doc: 'without an InfluxDB URL, run a local influxd under <dataDir>/influxdb if installed (default true)' },
+  { name: 'SAFEHAVEN_INFLUX_HTTP_PORT', path: 'influx.httpPort', kind: 'int', doc: 'HTTP port of the managed influxd (default 8086; 0 = any free port)' },
+  { name: 'SAFEHAVEN_INFLUX_RPC_PORT', path: 'influx.rpcPort', kind: 'int', doc: 'RPC (backup) port of the managed influxd (default 8088; 0 = any free port)' },
+  { name: 'SAFEHAVEN_INFLUX_RETENTION', path: 'influx.retention', kind: 'string', doc: 'how long InfluxDB keeps points (default 30d)' },
   { name: 'SAFEHAVEN_SERIAL_PATH', path: 'serial.path', kind: 'string', doc: 'RF receiver dongle serial port (unset = no serial bridge)' },
 ];
 

@@ -21,6 +21,9 @@ import { buildApp } from './http/app.ts';
 import type { HealthReport } from './http/routes/health.ts';
 import { createRootLogger } from './logger.ts';
 import { Counters } from './metrics/counters.ts';
+import type { LatencyQuery } from './metrics/latency-query.ts';
+import type { LatencyRecorder } from './metrics/latency-recorder.ts';
+import { Metrics } from './metrics/metrics.ts';
 import { AlertBus } from './pipeline/alert-bus.ts';
 import { AlertIntake } from './pipeline/alert-intake.ts';
 import { AlertLifecycle } from './pipeline/alert-lifecycle.ts';
@@ -52,6 +55,8 @@ export interface GatewayInfo {
   dataDir: string;
   policeUrl: string;
   policeSimulator: boolean;
+  /** Where latency metrics go, for the banner. */
+  influx: string;
   adminTokenSource: string;
   sites: number;
   devices: number;
@@ -95,6 +100,7 @@ export class Gateway {
   private policeClient: PoliceHttpClient | null = null;
   private registry: Registry | null = null;
   private routes: RouteTable | null = null;
+  private metrics: Metrics | null = null;
   private presenceTimer: NodeJS.Timeout | null = null;
   private serial: SerialBridge | null = null;
   /** The in-process police stand-in when no police URL is configured. */
@@ -111,12 +117,18 @@ export class Gateway {
     const adminToken = this.config.adminToken
       ? { value: this.config.adminToken, source: 'SAFEHAVEN_ADMIN_TOKEN' }
       : (({ value, path }) => ({ value, source: path }))(loadOrCreateSecret(this.config.dataDir, ADMIN_TOKEN_FILE));
-    const pipeline = await this.wirePipeline(store);
-    const broker = await this.startBroker(store, pipeline);
+    const metrics = await this.startMetrics();
+    const pipeline = await this.wirePipeline(store, metrics.recorder);
+    const broker = await this.startBroker(store, pipeline, metrics.recorder);
+    this.metrics!.startHealth({
+      connectedDevices: () => broker.connectedClients(), isOnline: (id) => broker.isConnected(id),
+      devices: () => store.registry.allDevices(), site: (id) => store.registry.site(id),
+      openAlerts: () => store.alerts.openCount(), outboxDepth: () => store.alerts.pendingOutbox(),
+    });
     pipeline.dispatcher.start();
     this.escalation!.start();
     this.startSerial(store, pipeline);
-    const httpPort = await this.startHttp(store, pipeline, broker, adminToken.value);
+    const httpPort = await this.startHttp(store, pipeline, broker, adminToken.value, metrics.query);
     // The demo police report progress back, so the whole loop (and the device's blinks) can be seen without a PSAP.
     const callbackHost = ['0.0.0.0', '::'].includes(this.config.http.host) ? '127.0.0.1' : this.config.http.host;
     this.policeSim?.scriptStatus(`http://${callbackHost.includes(':') ? `[${callbackHost}]` : callbackHost}:${httpPort}/api/police/status`);
@@ -124,7 +136,7 @@ export class Gateway {
     const counts = store.registry.counts();
     this.info = {
       mqttPort: broker.port(), httpPort, httpUrl: `http://${this.config.http.publicHost}:${httpPort}`, dataDir: this.config.dataDir,
-      policeUrl: pipeline.policeUrl, policeSimulator: this.policeSim !== null, adminTokenSource: adminToken.source,
+      policeUrl: pipeline.policeUrl, policeSimulator: this.policeSim !== null, adminTokenSource: adminToken.source, influx: this.metrics!.describe(),
       sites: counts.sites, devices: counts.devices,
     };
     return this.info;
@@ -151,8 +163,14 @@ export class Gateway {
     return { db, commits, registry, alerts: new AlertRepo(db), audit: new AuditRepo(db), tokens: new TokenRepo(db) };
   }
 
+  /** Latency and health metrics: InfluxDB (configured, managed or none) is never waited for. */
+  private async startMetrics(): Promise<{ recorder: LatencyRecorder; query: LatencyQuery }> {
+    this.metrics = new Metrics(this.config, { clock: this.clock, counters: this.counters, log: (module) => this.log(module) });
+    return this.metrics.start();
+  }
+
   /** Intake → store → bus → dispatcher, transport-independent: MQTT and serial both feed `intake`. */
-  private async wirePipeline(store: StoreParts): Promise<PipelineParts> {
+  private async wirePipeline(store: StoreParts, latency: LatencyRecorder): Promise<PipelineParts> {
     const { config, clock, counters } = this;
     const { alerts, audit, commits, registry } = store;
     const policeSecret = config.police.secret ?? loadOrCreateSecret(config.dataDir, POLICE_SECRET_FILE).value;
@@ -160,6 +178,7 @@ export class Gateway {
     const { fallbackUrl, format } = config.police;
     const routes = (this.routes = new RouteTable({ url: policeUrl, secret: policeSecret, fallbackUrl, format }, config.police.routes));
     const bus = new AlertBus(this.log('bus'));
+    latency.attach(bus);
     const lifecycle = new AlertLifecycle({ alerts, audit, commits, registry, bus, clock });
     this.policeClient = this.deps.policeClient ?? createPoliceClient({ connectionsPerOrigin: config.police.concurrency });
     const breaker = new CircuitBreaker(
@@ -167,7 +186,7 @@ export class Gateway {
       clock, this.log('dispatch'),
     );
     const dispatcher = (this.dispatcher = new Dispatcher(
-      { alerts, commits, lifecycle, registry, routes, http: this.policeClient, breaker, clock, counters, log: this.log('dispatch') },
+      { alerts, commits, lifecycle, registry, routes, http: this.policeClient, breaker, clock, counters, log: this.log('dispatch'), onStage: latency.dispatchStage },
       config.police,
     ));
     this.escalation = new EscalationWatch(
@@ -177,7 +196,7 @@ export class Gateway {
     return { bus, lifecycle, dispatcher, intake, routes, policeUrl };
   }
 
-  private async startBroker(store: StoreParts, pipeline: PipelineParts): Promise<MqttBroker> {
+  private async startBroker(store: StoreParts, pipeline: PipelineParts, latency: LatencyRecorder): Promise<MqttBroker> {
     const { clock, counters } = this;
     const { registry } = store;
     const uplink = new DeviceUplink({ intake: pipeline.intake, registry, clock, counters, log: this.log('uplink') });
@@ -188,7 +207,7 @@ export class Gateway {
       authorizeSubscribe: makeAuthorizeSubscribe(hookDeps),
     }, counters, this.log('mqtt')));
     await broker.start();
-    announceOverMqtt(pipeline.bus, broker, this.log('announce'));
+    announceOverMqtt(pipeline.bus, broker, this.log('announce'), latency.deviceAckSent);
     await this.publishDeviceConfig(registry, broker);
     return broker;
   }
@@ -204,12 +223,13 @@ export class Gateway {
     this.serial.start();
   }
 
-  private async startHttp(store: StoreParts, pipeline: PipelineParts, broker: MqttBroker, adminToken: string): Promise<number> {
+  private async startHttp(store: StoreParts, pipeline: PipelineParts, broker: MqttBroker, adminToken: string, latency: LatencyQuery): Promise<number> {
     const { registry, alerts, audit, tokens, commits } = store;
     const http = (this.http = await buildApp({
       auth: { tokens, adminToken, now: () => this.clock.now() },
       registry, alerts, audit, tokens, commits, lifecycle: pipeline.lifecycle, routes: pipeline.routes, counters: this.counters,
       health: () => this.health(pipeline.policeUrl),
+      latency,
       isOnline: (id) => broker.isConnected(id) || (this.serial?.isOnline(id) ?? false),
       log: this.log('http'),
     }));
@@ -244,7 +264,7 @@ export class Gateway {
       broker: { status: 'ok', port: this.broker!.port(), connectedClients: this.broker!.connectedClients() },
       store: { status: store.ok ? 'ok' : 'failing', ...store },
       police: { simulator, defaultUrl: policeUrl, routes: this.routes!.describe(), ...dispatch },
-      influx: { status: 'disabled' },
+      influx: this.metrics!.status(),
       serial,
       counters: this.counters.snapshot(),
     };
@@ -260,10 +280,11 @@ export class Gateway {
     await this.dispatcher?.stop(SHUTDOWN_GRACE_MS);
     // Attempts still out after the grace are cut off; their rows stay due in the outbox for the next start.
     await this.policeClient?.close();
+    await this.metrics?.stop();
     await this.registry?.flushPresence().catch((err) => this.rootLog.error({ err }, 'presence flush on shutdown failed'));
     this.commits?.close();
     this.db?.close();
     await this.policeSim?.stop();
-    this.http = this.broker = this.dispatcher = this.commits = this.db = this.serial = null;
+    this.http = this.broker = this.dispatcher = this.commits = this.db = this.serial = this.metrics = null;
   }
 }

@@ -8,7 +8,17 @@ declare -A NEEDED=(
   [mosquitto_pub]=mosquitto-clients
   [xmllint]=libxml2-utils
   [socat]=socat
+  [influxd]=influxdb
 )
+
+# The influxdb package would start a system influxd on 8086; the gateway and
+# the tests run their own on free ports, so stop one that an install started.
+stop_packaged_influxd() {
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet influxdb 2>/dev/null; then
+    systemctl disable --now influxdb >/dev/null 2>&1 || true
+  fi
+  if command -v service >/dev/null 2>&1; then service influxdb stop >/dev/null 2>&1 || true; fi
+}
 
 missing=()
 for cmd in "${!NEEDED[@]}"; do
@@ -24,5 +34,15 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "system deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+# policy-rc.d exit 101 = "action forbidden": packages install without starting their daemons.
+policy=/usr/sbin/policy-rc.d
+own_policy=0
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' >"$policy"
+  chmod +x "$policy"
+  own_policy=1
+fi
+trap 'if [ "$own_policy" -eq 1 ]; then rm -f "$policy"; fi' EXIT
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}"
+stop_packaged_influxd

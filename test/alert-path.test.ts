@@ -100,8 +100,11 @@ describe('a press reaches the police', () => {
 
     const delivered = await waitFor(() => gw.police.received().find((a) => a.idempotencyKey === alertId), 'delivery after recovery');
     expect(delivered.attempts[0]).toBeGreaterThanOrEqual(4);
-    const { json } = await gw.api('GET', `/api/alerts/${alertId}`);
-    expect(json.state).toBe('acknowledged');
+    // The police record the alert before their answer reaches us: wait for our side to commit it.
+    const json = await waitFor(async () => {
+      const alert = (await gw.api('GET', `/api/alerts/${alertId}`)).json;
+      return alert.state === 'acknowledged' && alert;
+    }, 'acknowledged state');
     expect(json.timeline.some((e: { kind: string; detail: { error?: string } }) => e.kind === 'dispatch-failed' && e.detail.error === 'HTTP 503')).toBe(true);
     expect(gw.logs.find((l) => l.code === 'POLICE_UNREACHABLE')).toBeDefined();
   });

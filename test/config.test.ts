@@ -54,6 +54,10 @@ describe('loadConfig environment', () => {
     ['SAFEHAVEN_POLICE_URL', 'https://police.example/alerts', (c) => c.police.url, 'https://police.example/alerts'],
     ['SAFEHAVEN_ADMIN_TOKEN', 'a-long-enough-admin-token', (c) => c.adminToken, 'a-long-enough-admin-token'],
     ['SAFEHAVEN_INFLUX_URL', 'http://127.0.0.1:8086/safehaven', (c) => c.influx.url, 'http://127.0.0.1:8086/safehaven'],
+    ['SAFEHAVEN_INFLUX_MANAGED', 'false', (c) => c.influx.managed, false],
+    ['SAFEHAVEN_INFLUX_HTTP_PORT', '0', (c) => c.influx.httpPort, 0],
+    ['SAFEHAVEN_INFLUX_RPC_PORT', '18088', (c) => c.influx.rpcPort, 18088],
+    ['SAFEHAVEN_INFLUX_RETENTION', '12w', (c) => c.influx.retention, '12w'],
     ['SAFEHAVEN_SERIAL_PATH', '/dev/ttyUSB0', (c) => c.serial.path, '/dev/ttyUSB0'],
     ['SAFEHAVEN_DEMO', 'off', (c) => c.demo.enabled, false],
     ['SAFEHAVEN_STORE_SYNCHRONOUS', 'normal', (c) => c.store.synchronous, 'normal'],
@@ -110,6 +114,8 @@ describe('loadConfig errors', () => {
     ['a boolean that is neither', { SAFEHAVEN_DEMO: 'maybe' }, 'SAFEHAVEN_DEMO'],
     ['a short admin token', { SAFEHAVEN_ADMIN_TOKEN: 'short' }, 'SAFEHAVEN_ADMIN_TOKEN'],
     ['an unknown synchronous mode', { SAFEHAVEN_STORE_SYNCHRONOUS: 'off' }, 'SAFEHAVEN_STORE_SYNCHRONOUS'],
+    ['a retention that is not a duration', { SAFEHAVEN_INFLUX_RETENTION: '30 days' }, 'SAFEHAVEN_INFLUX_RETENTION'],
+    ['an InfluxDB port above 65535', { SAFEHAVEN_INFLUX_HTTP_PORT: '80860' }, 'SAFEHAVEN_INFLUX_HTTP_PORT'],
   ])('names the variable for %s', (_label, env, name) => {
     const error = configError(env);
     expect(error.message).toContain(name);

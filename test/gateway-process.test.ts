@@ -13,7 +13,8 @@ afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })))
 
 function runGateway(env: Record<string, string>) {
   const child = spawn(process.execPath, ['--import', 'tsx', 'gateway/main.ts'], {
-    env: { ...process.env, SAFEHAVEN_LOG_LEVEL: 'info', ...env },
+    // No managed influxd unless a test asks: several would contend for port 8086.
+    env: { ...process.env, SAFEHAVEN_LOG_LEVEL: 'info', SAFEHAVEN_INFLUX_MANAGED: 'false', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';

@@ -22,12 +22,14 @@ export function tellsDevice(change: AlertChange): boolean {
   return DEVICE_HEARS.has(change.kind);
 }
 
-export function announceOverMqtt(bus: AlertBus, broker: MqttBroker, log: Logger): () => void {
+/** `onDeviceAck`: a device ack was handed to the broker (latency metrics time "help is coming" by it). */
+export function announceOverMqtt(bus: AlertBus, broker: MqttBroker, log: Logger, onDeviceAck?: (change: AlertChange) => void): () => void {
   const failed = (what: string, alertId: string) => (err: unknown) => log.error({ err, alertId }, `could not publish ${what}`);
   return bus.on((change) => {
     const { alert } = change;
     if (alert.source === 'mqtt' && tellsDevice(change)) {
-      broker.publish(topics.ack(alert.deviceId), JSON.stringify(ackFor(change)), { qos: 1, retain: false }).catch(failed('device ack', alert.id));
+      broker.publish(topics.ack(alert.deviceId), JSON.stringify(ackFor(change)), { qos: 1, retain: false })
+        .then(() => onDeviceAck?.(change), failed('device ack', alert.id));
     }
     if (change.kind !== 'repeat') {
       broker.publish(topics.alert(alert.id), JSON.stringify({ event: change.kind, alert, site: change.site }), { qos: 1, retain: false })

@@ -11,7 +11,7 @@ import type { Clock } from '../clock.ts';
 import type { Counters } from '../metrics/counters.ts';
 import type { AlertLifecycle } from '../pipeline/alert-lifecycle.ts';
 import type { Registry } from '../registry/registry.ts';
-import type { AlertRepo, OutboxRow } from '../store/alert-repo.ts';
+import type { AlertRepo, OutboxRow, OutboxTarget } from '../store/alert-repo.ts';
 import type { CommitQueue } from '../store/commit-queue.ts';
 import type { CircuitBreaker, EndpointReport } from './circuit-breaker.ts';
 import type { PoliceHttpClient } from './police-client.ts';
@@ -36,7 +36,11 @@ export interface DispatcherDeps {
   counters: Counters;
   log: Logger;
   random?: () => number;
+  /** Latency marks: the alert's site and route are resolved; its POST is about to be sent. */
+  onStage?: DispatchStageHook;
 }
+
+export type DispatchStageHook = (alertId: string, stage: 'site-resolved' | 'sent', attempt: { n: number; route: string; target: OutboxTarget }) => void;
 
 /** Exponential backoff with "equal jitter": half fixed, half random, so retries of a burst spread out. */
 export function retryDelay(attempt: number, baseMs: number, maxMs: number, random: () => number): number {
@@ -171,12 +175,14 @@ export class Dispatcher {
     const url = row.target === 'primary' ? route.url : route.fallbackUrl ?? route.url;
     if (!this.deps.breaker.allow(url)) return this.park(row);
     const attempt = row.attempts + 1;
+    this.deps.onStage?.(alert.id, 'site-resolved', { n: attempt, route: row.route, target: row.target });
     if (alert.state === 'received') void lifecycle.dispatched(alert.id, row.target, url).catch((err) => log.error({ err, alertId: alert.id }, 'could not record dispatch'));
 
     const { body, headers } = policeRequest(route, { ...alert, alertId: alert.id, site, attempt, sentAt: clock.now() });
     counters.inc('police_attempts_total', { target: row.target });
     let failure: string;
     try {
+      this.deps.onStage?.(alert.id, 'sent', { n: attempt, route: row.route, target: row.target });
       const answer = await http.post(url, body, headers, this.opts.timeoutMs);
       if (answer.status >= 200 && answer.status < 300) {
         if (this.deps.breaker.success(url)) await this.bringForward(url);

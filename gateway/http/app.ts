@@ -4,6 +4,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import type { Logger } from 'pino';
 import type { RouteTable } from '../dispatch/route-table.ts';
 import type { Counters } from '../metrics/counters.ts';
+import type { LatencyQuery } from '../metrics/latency-query.ts';
 import type { AlertLifecycle } from '../pipeline/alert-lifecycle.ts';
 import type { Registry } from '../registry/registry.ts';
 import type { AlertRepo } from '../store/alert-repo.ts';
@@ -16,6 +17,7 @@ import { alertRoutes } from './routes/alerts.ts';
 import { dashboardRoutes } from './routes/dashboard.ts';
 import { deviceRoutes } from './routes/devices.ts';
 import { healthRoutes, type HealthReport } from './routes/health.ts';
+import { latencyRoutes } from './routes/latency.ts';
 import { policeStatusRoutes } from './routes/police-status.ts';
 import { siteRoutes } from './routes/sites.ts';
 import { tokenRoutes } from './routes/tokens.ts';
@@ -32,6 +34,7 @@ export interface AppDeps {
   counters: Counters;
   isOnline: (deviceId: string) => boolean;
   health: () => HealthReport;
+  latency: LatencyQuery;
   log: Logger;
 }
 
@@ -48,6 +51,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(alertRoutes, deps);
   await app.register(tokenRoutes, deps);
   await app.register(policeStatusRoutes, deps);
+  await app.register(latencyRoutes, deps);
   await app.register(dashboardRoutes);
   return app;
 }

@@ -125,6 +125,7 @@ export class AlertRepo {
       due: db.prepare('SELECT * FROM outbox WHERE done_at IS NULL AND next_at <= ? ORDER BY priority DESC, created_at LIMIT ?'),
       nextDue: db.prepare('SELECT min(next_at) FROM outbox WHERE done_at IS NULL').pluck(),
       pendingCount: db.prepare('SELECT count(*) FROM outbox WHERE done_at IS NULL').pluck(),
+      openCount: db.prepare("SELECT count(*) FROM alerts WHERE state != 'resolved'").pluck(),
       outboxFor: db.prepare('SELECT * FROM outbox WHERE alert_id = ? ORDER BY target DESC'),
       timeline: db.prepare('SELECT at, kind, state, actor, detail FROM alert_events WHERE alert_id = ? ORDER BY id'),
       listOpen: db.prepare("SELECT * FROM alerts WHERE state != 'resolved' ORDER BY priority DESC, received_at LIMIT ?"),
@@ -245,6 +246,11 @@ export class AlertRepo {
 
   pendingOutbox(): number {
     return this.stmts.pendingCount.get() as number;
+  }
+
+  /** Alerts not yet resolved; counted on the partial index of open alerts, not the whole table. */
+  openCount(): number {
+    return this.stmts.openCount.get() as number;
   }
 
   outboxFor(alertId: string): OutboxRow[] {

@@ -60,6 +60,8 @@ const DEFAULT_ENV: Record<string, string> = {
   SAFEHAVEN_HTTP_HOST: '127.0.0.1',
   SAFEHAVEN_DEMO_STORES: '4',
   SAFEHAVEN_DEMO_HOMES: '0',
+  // A managed influxd per child would cost seconds and RAM; the metrics tests start their own.
+  SAFEHAVEN_INFLUX_MANAGED: 'false',
 };
 
 const live = new Set<GatewayProcess>();

@@ -63,6 +63,8 @@ export async function startTestGateway(
     http: { host: '127.0.0.1', port: 0 },
     police: { url: police.url(), secret: POLICE_SECRET, retryBaseMs: 50, retryMaxMs: 400, timeoutMs: 2000 },
     demo: { stores: 4, homes: 2 },
+    // Tests of other features never start an influxd; the latency tests ask for one.
+    influx: { managed: false },
     ...patch,
   });
   const logs = new LogCapture();
