@@ -2,6 +2,7 @@
 // at start-up so that a bad value stops the gateway with its name, not at 3 a.m.
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { filterProblem } from './broker/topic-filter.ts';
 import { describeIssues, SERIAL_BAUD } from '../protocol/index.ts';
 
 const Port = z.int().min(0).max(65535);
@@ -55,6 +56,22 @@ export function serialPorts(serial: { path?: string | undefined; ports: SerialPo
   return listed.map((p) => ({ ...p, name: p.name ?? p.path }));
 }
 
+const TopicFilter = z.string().superRefine((f, ctx) => {
+  const problem = filterProblem(f);
+  if (problem) ctx.addIssue({ code: 'custom', message: `topic filter ${JSON.stringify(f)}: ${problem}` });
+});
+
+export const ServiceAccountSchema = z.strictObject({
+  username: z.string().min(1).max(128),
+  /** The password itself, or a `scrypt$…` hash from `safehaven hash-password`. */
+  password: z.string().min(12, 'at least 12 characters'),
+  publish: z.array(TopicFilter).default([]),
+  subscribe: z.array(TopicFilter).default([]),
+  /** Wins over both allow lists. */
+  deny: z.array(TopicFilter).default([]),
+});
+export type ServiceAccountConfig = z.infer<typeof ServiceAccountSchema>;
+
 export const ConfigSchema = z.strictObject({
   dataDir: z.string().min(1).default('./data'),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -63,6 +80,16 @@ export const ConfigSchema = z.strictObject({
   mqtt: z.strictObject({
     host: z.string().default('0.0.0.0'),
     port: Port.default(1883),
+    /** Integrators' accounts (INTERFACES §2). */
+    serviceAccounts: z.array(ServiceAccountSchema).default([]).refine(
+      (list) => new Set(list.map((a) => a.username)).size === list.length, { message: 'usernames must be unique' },
+    ),
+    /** Packets larger than this are refused from their fixed header, before the body is read. */
+    maxPacketBytes: z.int().min(1024).max(16 * 1024 * 1024).default(16 * 1024),
+    /** Open MQTT connections at most, all listeners together. */
+    maxConnections: z.int().min(1).max(1_000_000).default(100_000),
+    /** Failed CONNECTs per source address, and per username, in a minute before further tries are refused unchecked. */
+    authFailuresPerMinute: z.int().min(1).max(100_000).default(20),
   }).prefault({}),
   http: z.strictObject({
     host: z.string().default('0.0.0.0'),

@@ -6,11 +6,13 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { ConfigPayload, topics } from '../protocol/index.ts';
 import { DeviceUplink } from './broker/device-uplink.ts';
-import { makeAuthenticate, makeAuthorizePublish, makeAuthorizeSubscribe } from './broker/hooks.ts';
+import { AuthLimiter } from './broker/auth-limiter.ts';
+import { makeAuthenticate, makeAuthorizeForward, makeAuthorizePublish, makeAuthorizeSubscribe, type HookDeps } from './broker/hooks.ts';
+import { ServiceAccounts } from './broker/service-accounts.ts';
 import { announceOverMqtt } from './broker/mqtt-announcer.ts';
 import { MqttBroker } from './broker/mqtt-broker.ts';
 import { systemClock, type Clock } from './clock.ts';
-import { serialPorts, type Config } from './config.ts';
+import { ConfigError, serialPorts, type Config } from './config.ts';
 import { ADMIN_TOKEN_FILE, loadOrCreateSecret, POLICE_SECRET_FILE } from './data-dir-secrets.ts';
 import { CircuitBreaker } from './dispatch/circuit-breaker.ts';
 import { Dispatcher } from './dispatch/dispatcher.ts';
@@ -100,6 +102,7 @@ export class Gateway {
   private policeClient: PoliceHttpClient | null = null;
   private registry: Registry | null = null;
   private routes: RouteTable | null = null;
+  private authLimiter!: AuthLimiter;
   private metrics: Metrics | null = null;
   private presenceTimer: NodeJS.Timeout | null = null;
   private serial: SerialBridge | null = null;
@@ -200,11 +203,22 @@ export class Gateway {
     const { clock, counters } = this;
     const { registry } = store;
     const uplink = new DeviceUplink({ intake: pipeline.intake, registry, clock, counters, log: this.log('uplink') });
-    const hookDeps = { registry, uplink, counters, log: this.log('mqtt') };
+    const accounts = new ServiceAccounts(this.config.mqtt.serviceAccounts);
+    const clash = accounts.names().find((name) => registry.device(name));
+    // A device with that id could never log in again: refuse to start rather than lock a button out.
+    if (clash) throw new ConfigError(`mqtt.serviceAccounts: username ${clash} is also a device id`, 'mqtt.serviceAccounts');
+    this.authLimiter = new AuthLimiter(this.config.mqtt.authFailuresPerMinute, clock);
+    const hookDeps: HookDeps = {
+      registry, uplink, counters, log: this.log('mqtt'), accounts,
+      limiter: this.authLimiter,
+      principals: new WeakMap(),
+      connectedClient: (id) => this.broker?.client(id),
+    };
     const broker = (this.broker = new MqttBroker(this.config.mqtt, {
       authenticate: makeAuthenticate(hookDeps),
       authorizePublish: makeAuthorizePublish(hookDeps),
       authorizeSubscribe: makeAuthorizeSubscribe(hookDeps),
+      authorizeForward: makeAuthorizeForward(hookDeps),
     }, counters, this.log('mqtt')));
     await broker.start();
     announceOverMqtt(pipeline.bus, broker, this.log('announce'), latency.deviceAckSent);

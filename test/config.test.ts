@@ -73,7 +73,7 @@ describe('loadConfig with SAFEHAVEN_CONFIG', () => {
   it('reads the file and lets the environment override it, key by key', () => {
     const path = configFile({ dataDir: '/from/file', mqtt: { host: '127.0.0.1', port: 1999 }, police: { url: 'http://file.example/' } });
     const config = loadConfig({ SAFEHAVEN_CONFIG: path, SAFEHAVEN_MQTT_PORT: '2000' });
-    expect(config.mqtt).toEqual({ host: '127.0.0.1', port: 2000 });
+    expect(config.mqtt).toMatchObject({ host: '127.0.0.1', port: 2000, serviceAccounts: [] });
     expect(config.dataDir).toBe('/from/file');
     expect(config.police.url).toBe('http://file.example/');
   });

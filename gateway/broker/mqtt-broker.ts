@@ -9,7 +9,7 @@ export interface MqttBrokerOptions {
   port: number;
 }
 
-type Hooks = Required<Pick<AedesOptions, 'authenticate' | 'authorizePublish' | 'authorizeSubscribe'>>;
+type Hooks = Required<Pick<AedesOptions, 'authenticate' | 'authorizePublish' | 'authorizeSubscribe' | 'authorizeForward'>>;
 
 export class MqttBroker {
   private aedes: Aedes | null = null;
@@ -69,6 +69,11 @@ export class MqttBroker {
 
   port(): number {
     return (this.server?.address() as AddressInfo | null)?.port ?? 0;
+  }
+
+  /** The live connection holding this client id. */
+  client(clientId: string): Client | undefined {
+    return this.connected.get(clientId);
   }
 
   isConnected(clientId: string): boolean {

@@ -77,6 +77,12 @@ export class Registry {
     return 'ok';
   }
 
+  /** A secret already verified in this process (an HMAC, no scrypt): lets a known device in while its address or id is rate-limited. */
+  knownSecret(deviceId: string, secret: string): boolean {
+    const device = this.devices.get(deviceId);
+    return device !== undefined && device.revokedAt === null && this.verified.matches(deviceId, secret);
+  }
+
   async addSite(site: Site): Promise<Site> {
     if (this.sites.has(site.id)) throw new RegistryError('SITE_EXISTS', `site ${site.id} already exists`, 'id');
     await this.commits.write(() => this.repo.insertSite(site, this.clock.now()));
