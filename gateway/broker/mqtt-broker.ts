@@ -3,10 +3,13 @@ import { Aedes, type AedesOptions, type Client } from 'aedes';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import type { Logger } from 'pino';
 import type { Counters } from '../metrics/counters.ts';
+import { guardPacketSize } from './packet-size-guard.ts';
 
 export interface MqttBrokerOptions {
   host: string;
   port: number;
+  maxPacketBytes: number;
+  maxConnections: number;
 }
 
 type Hooks = Required<Pick<AedesOptions, 'authenticate' | 'authorizePublish' | 'authorizeSubscribe' | 'authorizeForward'>>;
@@ -54,8 +57,13 @@ export class MqttBroker {
       // Without this, an ack written right after a PUBACK waits for the
       // device's delayed TCP ACK (Nagle): ~40 ms added to "help is coming".
       socket.setNoDelay(true);
-      aedes.handle(socket);
+      aedes.handle(guardPacketSize(socket, this.opts.maxPacketBytes, (declared) => {
+        this.counters.inc('mqtt_oversized_packets_total');
+        this.log.warn({ remote: socket.remoteAddress, declared, limit: this.opts.maxPacketBytes, code: 'MQTT_PACKET_TOO_LARGE' },
+          'MQTT packet over the size limit: connection closed before reading it');
+      }));
     });
+    server.maxConnections = this.opts.maxConnections;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(this.opts.port, this.opts.host, () => {
