@@ -28,6 +28,7 @@ import type { LatencyRecorder } from './metrics/latency-recorder.ts';
 import { Metrics } from './metrics/metrics.ts';
 import { AlertBus } from './pipeline/alert-bus.ts';
 import { AlertIntake } from './pipeline/alert-intake.ts';
+import { SeqWindow } from './pipeline/seq-window.ts';
 import { AlertLifecycle } from './pipeline/alert-lifecycle.ts';
 import { PoliceSim } from './police-sim/police-sim.ts';
 import { Registry } from './registry/registry.ts';
@@ -85,6 +86,7 @@ interface PipelineParts {
   lifecycle: AlertLifecycle;
   dispatcher: Dispatcher;
   intake: AlertIntake;
+  window: SeqWindow;
   routes: RouteTable;
   policeUrl: string;
 }
@@ -195,8 +197,9 @@ export class Gateway {
     this.escalation = new EscalationWatch(
       { alerts, lifecycle, routes, onEscalated: () => dispatcher.notify(), clock, counters, log: this.log('escalation') }, config.escalation,
     );
-    const intake = new AlertIntake({ registry, alerts, commits, routes, bus, onNewAlert: () => dispatcher.notify(), counters, log: this.log('intake') });
-    return { bus, lifecycle, dispatcher, intake, routes, policeUrl };
+    const window = new SeqWindow(alerts);
+    const intake = new AlertIntake({ registry, alerts, commits, routes, window, bus, onNewAlert: () => dispatcher.notify(), counters, log: this.log('intake') });
+    return { bus, lifecycle, dispatcher, intake, window, routes, policeUrl };
   }
 
   private async startBroker(store: StoreParts, pipeline: PipelineParts, latency: LatencyRecorder): Promise<MqttBroker> {
@@ -231,7 +234,7 @@ export class Gateway {
     const ports = serialPorts(this.config.serial);
     if (ports.length === 0) return;
     this.serial = new SerialBridge({ ports, offlineTroubleSec: this.config.serial.offlineTroubleSec }, {
-      registry: store.registry, intake: pipeline.intake, alerts: store.alerts, bus: pipeline.bus,
+      registry: store.registry, intake: pipeline.intake, window: pipeline.window, bus: pipeline.bus,
       clock: this.clock, counters: this.counters, log: this.log('serial'), portFactory: this.deps.serialPort,
     });
     this.serial.start();

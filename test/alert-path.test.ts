@@ -224,6 +224,22 @@ describe('bad input is refused clearly and loses nothing', () => {
     expect(json.pressedAt).toBe(json.receivedAt);
   });
 
+  it('acknowledges but never alerts on a replayed seq (at or below the device\'s highest), while a repeat of a stored seq is the same alert', async () => {
+    const id = 'pb-store-0004';
+    const button = await device(id);
+    await publish(button, topics.event(id), pressBody(100));
+    await waitFor(() => gw.police.received().find((a) => a.idempotencyKey === deriveAlertId(id, 100)), 'the first press delivered');
+    const before = gw.gateway.counters.get('alerts_replay_refused_total', { source: 'mqtt' });
+    await publish(button, topics.event(id), pressBody(99));
+    await publish(button, topics.event(id), pressBody(7));
+    expect(gw.gateway.counters.get('alerts_replay_refused_total', { source: 'mqtt' })).toBe(before + 2);
+    expect(gw.logs.find((l) => l.code === 'SEQ_REPLAYED' && l.deviceId === id)).toBeDefined();
+    await publish(button, topics.event(id), pressBody(100));
+    const { json } = await gw.api('GET', '/api/alerts?state=all');
+    expect(json.items.filter((a: { deviceId: string }) => a.deviceId === id).map((a: { seq: number }) => a.seq)).toEqual([100]);
+    expect(button.connected).toBe(true);
+  });
+
   it('records heartbeats as presence without making alerts', async () => {
     const button = await device(BUTTON);
     await publish(button, topics.heartbeat(BUTTON), JSON.stringify({ seq: 50, ts: Date.now(), battery: 41, rssi: -70, fw: '1.4.2' }), { qos: 0 });

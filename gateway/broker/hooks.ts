@@ -147,8 +147,9 @@ export function makeAuthorizePublish({ uplink, principals, counters, log }: Hook
       () => done(null),
       (err: unknown) => {
         if (err instanceof IntakeError) {
-          // Retrying cannot fix a device without a site; acknowledge so it stops, and say so loudly.
-          log.error({ err, clientId: client.id, code: err.code }, 'event cannot become an alert');
+          // Retrying cannot fix a replay or a device without a site; acknowledge so it stops.
+          // The intake logged a replay (once per burst); the rest is loud.
+          if (err.code !== 'REPLAYED') log.error({ err, clientId: client.id, code: err.code }, 'event cannot become an alert');
           return done(null);
         }
         // Not durable: no PUBACK. Closing the connection makes the device resend on reconnect.

@@ -7,7 +7,7 @@ import { createServer as createHttpServer, type IncomingMessage, type ServerResp
 import { createServer as createHttpsServer } from 'node:https';
 import { createServer as createNetServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { createSecureContext, createServer as createTlsServer, type TlsOptions } from 'node:tls';
+import { createSecureContext, createServer as createTlsServer, Server as TlsServer, type TlsOptions } from 'node:tls';
 import { WebSocketServer, createWebSocketStream } from 'ws';
 
 export type Transport = 'tcp' | 'tls' | 'ws' | 'wss';
@@ -21,7 +21,11 @@ export interface StreamMeta {
 /** req is the HTTP upgrade request of a WebSocket stream; aedes.handle(stream, req) takes it as is. */
 export type OnStream = (stream: Duplex, meta: StreamMeta, req?: IncomingMessage) => void;
 
-/** Failures that never reach aedes: accept errors, TLS handshakes, WebSocket upgrades. remoteAddress is absent for listener-level errors. */
+/**
+ * Failures that never reach aedes: accept errors, TLS handshakes, WebSocket
+ * upgrades. remoteAddress is absent for listener-level errors and for a peer
+ * that had already reset the connection (a client refusing our certificate).
+ */
 export type OnListenerError = (err: Error & { code?: string }, meta: { transport: Transport; remoteAddress?: string }) => void;
 
 export interface ListenerHandle {
@@ -87,7 +91,7 @@ export class UpgradeTimeoutError extends Error {
 const HANDSHAKE_TIMEOUT_MS = 10_000;
 // The gateway's packets are small JSON; 64 KiB is ample and caps what one peer can make us buffer.
 const WS_MAX_PAYLOAD = 64 * 1024;
-// Both are what mqtt.js (and the MQTT spec) offer: 'mqttv3.1' is MQTT 3.1's name.
+// 'mqtt' is the name MQTT 3.1.1 and 5 register; MQTT 3.1 clients (mqtt.js with protocolVersion 3) offer 'mqttv3.1'.
 const WS_SUBPROTOCOLS = ['mqtt', 'mqttv3.1'];
 
 export function listenTcp(opts: ListenOptions, onStream: OnStream): Promise<ListenerHandle> {
@@ -101,7 +105,7 @@ export async function listenTls(opts: TlsListenOptions, onStream: OnStream): Pro
     (socket) => handOver(socket, socket, 'tls', onStream),
   );
   const served = serve(server, 'tls', opts);
-  server.on('tlsClientError', (err, socket) => served.report(err, socket));
+  endFailedHandshakes(server, served.report);
   return served.listen();
 }
 
@@ -109,21 +113,20 @@ export async function listenWebSocket(opts: WebSocketListenOptions, onStream: On
   const transport = opts.tls ? 'wss' : 'ws';
   const timeoutMs = opts.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS;
   const refuse = (_req: IncomingMessage, res: ServerResponse): void => {
-    res.writeHead(426, { Connection: 'close', 'Content-Type': 'text/plain' }).end('MQTT over WebSocket only\n');
+    res.writeHead(426, { Upgrade: 'websocket', Connection: 'close', 'Content-Type': 'text/plain' }).end('MQTT over WebSocket only\n');
   };
   const server = opts.tls
     ? createHttpsServer({ ...(await tlsOptions(opts.tls)), noDelay: true, handshakeTimeout: timeoutMs }, refuse)
     : createHttpServer({ noDelay: true }, refuse);
   const served = serve(server, transport, opts);
-  if (opts.tls) server.on('tlsClientError', (err, socket) => served.report(err, socket));
+  if (server instanceof TlsServer) endFailedHandshakes(server, served.report);
 
-  // Node's own headersTimeout does not close a connection that never sends
-  // a byte, so an idle HTTP connection would otherwise hold a socket forever.
+  // Node's own headersTimeout left both an idle connection and a half-sent
+  // request open when tried (Node 20): without this they hold a socket forever.
   const upgradeTimers = new Map<Duplex, NodeJS.Timeout>();
   server.on(opts.tls ? 'secureConnection' : 'connection', (socket: Socket) => {
     upgradeTimers.set(socket, setTimeout(() => {
       served.report(new UpgradeTimeoutError(`no WebSocket upgrade within ${timeoutMs} ms`), socket);
-      socket.destroy();
     }, timeoutMs));
     socket.once('close', () => {
       clearTimeout(upgradeTimers.get(socket));
@@ -145,6 +148,16 @@ export async function listenWebSocket(opts: WebSocketListenOptions, onStream: On
     wss.handleUpgrade(req, socket, head, (ws) => handOver(createWebSocketStream(ws), req.socket, transport, onStream, req));
   });
   return served.listen();
+}
+
+function endFailedHandshakes(server: TlsServer, report: (err: Error, socket: Socket) => void): void {
+  // Node only reports a failed or timed-out handshake (handshakeTimeout
+  // included): the socket stays open until someone destroys it. Prepended so
+  // the address is read before https' own listener destroys the socket.
+  server.prependListener('tlsClientError', (err, socket) => {
+    report(err, socket);
+    socket.destroy();
+  });
 }
 
 function handOver(stream: Duplex, socket: Socket, transport: Transport, onStream: OnStream, req?: IncomingMessage): void {
@@ -220,6 +233,8 @@ async function tlsOptions(files: TlsFiles): Promise<TlsOptions> {
     files.ca === undefined ? undefined : readPem(files.ca, 'ca'),
   ]);
   const requestCert = files.requestCert ?? false;
+  // Without a ca Node would check client certificates against the public roots: any web PKI client certificate would pass.
+  if (requestCert && files.ca === undefined) throw new TlsFilesError('requestCert needs a ca file to check client certificates against', [files.cert]);
   const options: TlsOptions = { cert, key, ca, minVersion: 'TLSv1.2', requestCert, rejectUnauthorized: requestCert };
   const paths = [files.cert, files.key, ...(files.ca === undefined ? [] : [files.ca])];
   // Parsed here so that a bad PEM or a key that does not match the

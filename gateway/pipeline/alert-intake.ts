@@ -8,6 +8,8 @@ import type { AlertRecord, AlertRepo, AlertSource } from '../store/alert-repo.ts
 import type { CommitQueue } from '../store/commit-queue.ts';
 import type { AlertBus } from './alert-bus.ts';
 import type { RouteTable } from '../dispatch/route-table.ts';
+import { LogThrottle } from '../log-throttle.ts';
+import type { SeqWindow } from './seq-window.ts';
 
 /** A device clock further off than this is not trusted for `pressedAt`. */
 export const CLOCK_SKEW_LIMIT_MS = 5 * 60_000;
@@ -26,7 +28,7 @@ export interface IntakeResult {
 }
 
 export class IntakeError extends Error {
-  constructor(readonly code: 'UNKNOWN_DEVICE' | 'UNKNOWN_SITE', message: string) {
+  constructor(readonly code: 'UNKNOWN_DEVICE' | 'UNKNOWN_SITE' | 'REPLAYED', message: string) {
     super(message);
   }
 }
@@ -36,6 +38,7 @@ export interface AlertIntakeDeps {
   alerts: AlertRepo;
   commits: CommitQueue;
   routes: RouteTable;
+  window: SeqWindow;
   bus: AlertBus;
   /** Wakes the dispatcher: a new outbox row is due now. */
   onNewAlert: (alert: AlertRecord) => void;
@@ -46,8 +49,11 @@ export interface AlertIntakeDeps {
 export class AlertIntake {
   /** Alerts being committed right now, so a DUP arriving mid-commit joins the first one. */
   private readonly committing = new Map<string, Promise<IntakeResult>>();
+  private readonly throttle: LogThrottle;
 
-  constructor(private readonly deps: AlertIntakeDeps) {}
+  constructor(private readonly deps: AlertIntakeDeps) {
+    this.throttle = new LogThrottle(deps.log);
+  }
 
   /**
    * Resolves once the alert is durable (the caller may then PUBACK / ack the
@@ -60,6 +66,14 @@ export class AlertIntake {
     if (inFlight) return inFlight.then(({ alert }) => this.repeat(alert));
     const existing = this.deps.alerts.get(alertId);
     if (existing) return Promise.resolve(this.repeat(existing));
+    const { deviceId, event, source } = incoming;
+    const highest = this.deps.window.eventReplay(deviceId, event.seq);
+    if (highest !== null) {
+      this.deps.counters.inc('alerts_replay_refused_total', { source });
+      this.throttle.warn(`replay:${deviceId}`, { deviceId, seq: event.seq, highest, source, code: 'SEQ_REPLAYED' },
+        `event seq ${event.seq} from ${deviceId} is at or below its highest alert seq ${highest}: a replay, not a new alert`);
+      return Promise.reject(new IntakeError('REPLAYED', `seq ${event.seq} is not above ${highest}`));
+    }
 
     const pending = this.store(alertId, incoming).finally(() => this.committing.delete(alertId));
     this.committing.set(alertId, pending);
@@ -88,6 +102,7 @@ export class AlertIntake {
       // Another path (the other transport) stored the same (device, seq) first.
       return this.repeat(alerts.get(alertId)!);
     }
+    this.deps.window.noteAlert(deviceId, event.seq);
     counters.inc('alerts_received_total', { type: event.type, source });
     if (clockSkew) {
       counters.inc('alerts_clock_skew_total');

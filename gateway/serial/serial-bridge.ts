@@ -8,10 +8,9 @@ import type { Counters } from '../metrics/counters.ts';
 import type { AlertBus } from '../pipeline/alert-bus.ts';
 import type { AlertIntake } from '../pipeline/alert-intake.ts';
 import type { Registry } from '../registry/registry.ts';
-import type { AlertRepo } from '../store/alert-repo.ts';
 import { DeviceRoutes } from './device-routes.ts';
 import { PortLink, openSystemPort, REOPEN_POLICY, type PortFactory, type ReopenPolicy } from './port-link.ts';
-import { ReplayWindow } from './replay-window.ts';
+import type { SeqWindow } from '../pipeline/seq-window.ts';
 import { announceOverSerial } from './serial-acks.ts';
 import { SerialUplink } from './serial-uplink.ts';
 
@@ -23,7 +22,8 @@ export interface SerialBridgeOptions {
 export interface SerialBridgeDeps {
   registry: Registry;
   intake: AlertIntake;
-  alerts: AlertRepo;
+  /** The same seq window as the intake's: radio heartbeats use it too. */
+  window: SeqWindow;
   bus: AlertBus;
   clock: Clock;
   counters: Counters;
@@ -41,13 +41,11 @@ export type SerialStatus =
 
 export class SerialBridge {
   private readonly routes = new DeviceRoutes();
-  private readonly window: ReplayWindow;
   private readonly links: PortLink[];
   private readonly unsubscribe: Array<() => void> = [];
 
   constructor(private readonly options: SerialBridgeOptions, private readonly deps: SerialBridgeDeps) {
-    this.window = new ReplayWindow(deps.alerts);
-    const uplink = new SerialUplink({ ...deps, window: this.window, routes: this.routes });
+    const uplink = new SerialUplink({ ...deps, routes: this.routes });
     const linkDeps = {
       factory: deps.portFactory ?? openSystemPort, sink: uplink, clock: deps.clock, counters: deps.counters, reopen: deps.reopen ?? REOPEN_POLICY,
     };
@@ -58,9 +56,6 @@ export class SerialBridge {
   start(): void {
     const { bus, counters, log } = this.deps;
     this.unsubscribe.push(
-      bus.on(({ kind, alert }) => {
-        if (kind === 'received') this.window.noteAlert(alert.deviceId, alert.seq);
-      }),
       announceOverSerial(bus, this.routes, counters, log),
     );
     for (const link of this.links) link.start();

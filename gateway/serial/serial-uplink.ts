@@ -14,7 +14,7 @@ import { IntakeError, type AlertIntake } from '../pipeline/alert-intake.ts';
 import type { Registry } from '../registry/registry.ts';
 import type { DeviceRoutes } from './device-routes.ts';
 import type { LinkSink, PortLink } from './port-link.ts';
-import type { ReplayWindow } from './replay-window.ts';
+import type { SeqWindow } from '../pipeline/seq-window.ts';
 
 export type SerialRejectReason =
   | LineErrorReason
@@ -23,12 +23,16 @@ export type SerialRejectReason =
 export interface SerialUplinkDeps {
   registry: Registry;
   intake: AlertIntake;
-  window: ReplayWindow;
+  window: SeqWindow;
   routes: DeviceRoutes;
   clock: Clock;
   counters: Counters;
   log: Logger;
 }
+
+const INTAKE_REFUSAL: Record<IntakeError['code'], SerialRejectReason> = {
+  UNKNOWN_DEVICE: 'unknown-device', UNKNOWN_SITE: 'unknown-site', REPLAYED: 'replayed',
+};
 
 export class SerialUplink implements LinkSink {
   private readonly throttle: LogThrottle;
@@ -72,14 +76,12 @@ export class SerialUplink implements LinkSink {
   private async event(link: PortLink, frame: DeviceEventFrame, receivedAt: number): Promise<void> {
     if (!this.authenticate(link, frame)) return;
     const { deviceId, seq, ts, type, battery, rssi } = frame;
-    const highest = this.deps.window.eventReplay(deviceId, seq);
-    if (highest !== null) return this.reject(link, 'replayed', `EVT seq ${seq} from ${deviceId} is not above its highest alert seq ${highest}`, { deviceId, seq });
     this.deps.registry.notePresence(deviceId, { battery, rssi }, receivedAt);
     try {
       // The ACK goes out from the alert bus (serial-acks.ts) once the alert is durable.
       await this.deps.intake.accept({ deviceId, event: { seq, ts, type, battery, rssi }, source: 'serial', receivedAt });
     } catch (err) {
-      if (err instanceof IntakeError) return this.reject(link, err.code === 'UNKNOWN_SITE' ? 'unknown-site' : 'unknown-device', err.message, { deviceId });
+      if (err instanceof IntakeError) return this.reject(link, INTAKE_REFUSAL[err.code], err.message, { deviceId, seq });
       this.deps.counters.inc('serial_events_not_stored_total', { port: link.name });
       this.deps.log.error({ err, port: link.name, deviceId, seq, code: 'SERIAL_EVENT_NOT_STORED' }, 'radio event not stored: no ACK, the device retransmits');
     }

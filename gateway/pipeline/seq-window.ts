@@ -1,26 +1,22 @@
-// The per-device seq rule that, with the MAC, stops replayed radio frames: a
-// frame recorded off the air (say while the receiver was jammed) must not
-// raise an alert later at a time of the attacker's choosing.
-import { deriveAlertId } from '../../protocol/index.ts';
+// The per-device `seq` rule, for every transport: a device's seq only grows,
+// so an event at or below the highest seq already made into an alert, and not
+// itself an alert, is a replay (a radio frame recorded off the air, an old
+// MQTT publish sent again) and never becomes a new alert. A repeat of a
+// stored alert is no replay: the intake answers it with the same alert.
 import type { AlertRepo } from '../store/alert-repo.ts';
 
-export class ReplayWindow {
+export class SeqWindow {
   /** Highest alert seq per device: loaded from the store on first use, so the rule survives restarts. */
   private readonly highestAlert = new Map<string, number>();
   /** Highest heartbeat seq per device since start (heartbeats are not stored). */
   private readonly highestHeartbeat = new Map<string, number>();
 
-  constructor(private readonly alerts: Pick<AlertRepo, 'get' | 'highestSeq'>) {}
+  constructor(private readonly alerts: Pick<AlertRepo, 'highestSeq'>) {}
 
-  /**
-   * The highest alert seq of the device when `seq` is a replay: at or below it
-   * and not an alert of its own. A repeat of a stored alert is no replay: it
-   * goes to the intake, which answers with the same alert and an ack again.
-   */
+  /** The device's highest alert seq when `seq` (not an alert itself: the caller checked) is at or below it. */
   eventReplay(deviceId: string, seq: number): number | null {
     const highest = this.highestAlertSeq(deviceId);
-    if (seq > highest || this.alerts.get(deriveAlertId(deviceId, seq))) return null;
-    return highest;
+    return seq > highest ? null : highest;
   }
 
   /** Every new alert, whichever transport brought it, raises its device's floor. */
