@@ -50,8 +50,16 @@ export const PoliceStatusUpdate = z.strictObject({
   unit: z.string().min(1).max(100).optional(),
   /** When it happened on the police side. */
   at: z.iso.datetime({ offset: true }).optional(),
+  /**
+   * When this callback was sent. It is inside the signed body, so a captured
+   * callback cannot be replayed later: the gateway refuses one more than
+   * POLICE_CALLBACK_MAX_AGE_MS away from its clock.
+   */
+  sentAt: z.iso.datetime({ offset: true }),
 });
 export type PoliceStatusUpdate = z.infer<typeof PoliceStatusUpdate>;
+
+export const POLICE_CALLBACK_MAX_AGE_MS = 5 * 60_000;
 
 /** A status callback is a small JSON object; larger bodies are refused before parsing. */
 export const MAX_POLICE_STATUS_BYTES = 4096;

@@ -165,22 +165,26 @@ describe('police status callbacks', () => {
 
   it('refuses a missing or wrong signature (401), another route\'s secret (403), bad bodies (400) and unknown alerts (404)', async () => {
     const { gw, alertId, callbackUrl } = await setup();
-    const body = JSON.stringify({ alertId, status: 'accepted' });
+    const body = JSON.stringify({ alertId, status: 'accepted', sentAt: new Date().toISOString() });
     expect((await post(callbackUrl, body, null)).status).toBe(401);
     const wrong = await post(callbackUrl, body, signBody('not-the-route-secret-at-all', body));
     expect(wrong.status).toBe(401);
     expect(wrong.json.error).toBe('BAD_SIGNATURE');
     // Signed for one body, sent with another.
-    expect((await post(callbackUrl, JSON.stringify({ alertId, status: 'closed' }), signBody(POLICE_SECRET, body))).status).toBe(401);
+    expect((await post(callbackUrl, JSON.stringify({ alertId, status: 'closed', sentAt: new Date().toISOString() }), signBody(POLICE_SECRET, body))).status).toBe(401);
 
-    const badStatus = JSON.stringify({ alertId, status: 'teleported' });
+    const badStatus = JSON.stringify({ alertId, status: 'teleported', sentAt: new Date().toISOString() });
     const bad = await post(callbackUrl, badStatus, signBody(POLICE_SECRET, badStatus));
     expect(bad.status).toBe(400);
     expect(bad.json.field).toBe('status');
     const notJson = '{"alertId":';
     expect((await post(callbackUrl, notJson, signBody(POLICE_SECRET, notJson))).json.field).toBe('body');
-    const unknown = JSON.stringify({ alertId: 'al-00000000000000000000', status: 'accepted' });
+    const unknown = JSON.stringify({ alertId: 'al-00000000000000000000', status: 'accepted', sentAt: new Date().toISOString() });
     expect((await post(callbackUrl, unknown, signBody(POLICE_SECRET, unknown))).status).toBe(404);
+    // Correctly signed, but sent long ago: a captured callback replayed.
+    const stale = JSON.stringify({ alertId, status: 'closed', sentAt: new Date(Date.now() - 3_600_000).toISOString() });
+    const replayed = await post(callbackUrl, stale, signBody(POLICE_SECRET, stale));
+    expect([replayed.status, replayed.json.error]).toEqual([401, 'STALE_CALLBACK']);
     expect(gw.gateway.counters.get('police_callbacks_refused_total', { reason: 'BAD_SIGNATURE' })).toBe(3);
     const alert = await alertOf(gw, alertId);
     expect(alert.timeline.some((e: { kind: string }) => e.kind === 'police-status')).toBe(false);
@@ -199,7 +203,7 @@ describe('police status callbacks', () => {
     const { client } = await device(gw, 'pb-store-0001');
     await publish(client, topics.event('pb-store-0001'), pressBody(1));
     const alertId = deriveAlertId('pb-store-0001', 1);
-    const body = JSON.stringify({ alertId, status: 'accepted' });
+    const body = JSON.stringify({ alertId, status: 'accepted', sentAt: new Date().toISOString() });
     const res = await post(`${gw.httpUrl}/api/police/status`, body, signBody(otherSecret, body));
     expect(res.status).toBe(403);
     expect(res.json.error).toBe('WRONG_ROUTE');

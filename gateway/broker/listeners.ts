@@ -127,6 +127,7 @@ export async function listenWebSocket(opts: WebSocketListenOptions, onStream: On
   server.on(opts.tls ? 'secureConnection' : 'connection', (socket: Socket) => {
     upgradeTimers.set(socket, setTimeout(() => {
       served.report(new UpgradeTimeoutError(`no WebSocket upgrade within ${timeoutMs} ms`), socket);
+      socket.destroy();
     }, timeoutMs));
     socket.once('close', () => {
       clearTimeout(upgradeTimers.get(socket));

@@ -50,7 +50,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(siteRoutes, deps);
   await app.register(alertRoutes, deps);
   await app.register(tokenRoutes, deps);
-  await app.register(policeStatusRoutes, deps);
+  await app.register(policeStatusRoutes, { ...deps, now: deps.auth.now });
   await app.register(latencyRoutes, deps);
   await app.register(dashboardRoutes);
   return app;

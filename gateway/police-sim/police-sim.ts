@@ -122,8 +122,8 @@ export class PoliceSim {
   }
 
   /** Sends one signed status callback, as a PSAP would. */
-  async reportStatus(url: string, update: PoliceStatusUpdate): Promise<{ status: number; json: unknown }> {
-    const body = JSON.stringify(update);
+  async reportStatus(url: string, update: Omit<PoliceStatusUpdate, 'sentAt'> & { sentAt?: string }): Promise<{ status: number; json: unknown }> {
+    const body = JSON.stringify({ sentAt: new Date().toISOString(), ...update });
     const res = await request(url, {
       method: 'POST',
       headers: { 'content-type': 'application/json', [SIGNATURE_HEADER]: signBody(this.opts.secret, body) },

@@ -4,7 +4,9 @@
 // station may only report on alerts that were routed to it.
 import type { FastifyPluginAsync } from 'fastify';
 import type { Logger } from 'pino';
-import { MAX_POLICE_STATUS_BYTES, PoliceStatusUpdate, SIGNATURE_HEADER, verifySignature } from '../../../protocol/index.ts';
+import {
+  MAX_POLICE_STATUS_BYTES, POLICE_CALLBACK_MAX_AGE_MS, PoliceStatusUpdate, SIGNATURE_HEADER, verifySignature,
+} from '../../../protocol/index.ts';
 import type { RouteTable } from '../../dispatch/route-table.ts';
 import { LogThrottle } from '../../log-throttle.ts';
 import type { Counters } from '../../metrics/counters.ts';
@@ -17,10 +19,11 @@ export interface PoliceStatusDeps {
   lifecycle: AlertLifecycle;
   routes: RouteTable;
   counters: Counters;
+  now: () => number;
   log: Logger;
 }
 
-export const policeStatusRoutes: FastifyPluginAsync<PoliceStatusDeps> = async (app, { alerts, lifecycle, routes, counters, log }) => {
+export const policeStatusRoutes: FastifyPluginAsync<PoliceStatusDeps> = async (app, { alerts, lifecycle, routes, counters, now, log }) => {
   const throttle = new LogThrottle(log);
   const refuse = (status: number, code: string, message: string, detail: Record<string, unknown>): never => {
     counters.inc('police_callbacks_refused_total', { reason: code });
@@ -45,6 +48,9 @@ export const policeStatusRoutes: FastifyPluginAsync<PoliceStatusDeps> = async (a
       throw new HttpError(400, 'INVALID_REQUEST', 'body: not JSON', 'body');
     }
     const update = validate(PoliceStatusUpdate, json, 'body');
+    if (Math.abs(now() - Date.parse(update.sentAt)) > POLICE_CALLBACK_MAX_AGE_MS) {
+      refuse(401, 'STALE_CALLBACK', `sentAt ${update.sentAt} is more than ${POLICE_CALLBACK_MAX_AGE_MS / 60_000} minutes from the gateway clock: a replay, or a clock to fix`, { alertId: update.alertId });
+    }
     const primary = alerts.outboxFor(update.alertId).find((row) => row.target === 'primary');
     if (!primary) throw new HttpError(404, 'ALERT_NOT_FOUND', `no alert ${update.alertId}`, 'alertId');
     const owner = routes.byName(primary.route).name;
