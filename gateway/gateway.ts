@@ -69,6 +69,8 @@ const PRESENCE_FLUSH_MS = 5000;
 const SHUTDOWN_GRACE_MS = 5000;
 /** Consecutive failures that open an endpoint's breaker: one blip is retried normally, a pattern is an outage. */
 const BREAKER_FAILURES = 3;
+/** Failed bearer-token checks per address and minute before the API answers 429 unchecked. */
+const HTTP_AUTH_FAILURES_PER_MINUTE = 30;
 /** Longest wait between probes of a dead endpoint: the police are back within this of returning. */
 const BREAKER_MAX_OPEN_MS = 5000;
 
@@ -243,7 +245,7 @@ export class Gateway {
   private async startHttp(store: StoreParts, pipeline: PipelineParts, broker: MqttBroker, adminToken: string, latency: LatencyQuery): Promise<number> {
     const { registry, alerts, audit, tokens, commits } = store;
     const http = (this.http = await buildApp({
-      auth: { tokens, adminToken, now: () => this.clock.now() },
+      auth: { tokens, adminToken, now: () => this.clock.now(), limiter: new AuthLimiter(HTTP_AUTH_FAILURES_PER_MINUTE, this.clock) },
       registry, alerts, audit, tokens, commits, lifecycle: pipeline.lifecycle, routes: pipeline.routes, counters: this.counters,
       health: () => this.health(pipeline.policeUrl),
       latency,

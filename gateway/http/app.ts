@@ -13,6 +13,7 @@ import type { CommitQueue } from '../store/commit-queue.ts';
 import type { TokenRepo } from '../store/token-repo.ts';
 import type { AuthDeps } from './auth.ts';
 import { installErrorHandler } from './errors.ts';
+import { installSecurityHeaders } from './security-headers.ts';
 import { alertRoutes } from './routes/alerts.ts';
 import { dashboardRoutes } from './routes/dashboard.ts';
 import { deviceRoutes } from './routes/devices.ts';
@@ -45,6 +46,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({ loggerInstance: deps.log as FastifyBaseLogger, bodyLimit: BODY_LIMIT_BYTES, logController: new LogController({ disableRequestLogging: true }) });
   app.decorateRequest('principal', null);
   installErrorHandler(app);
+  installSecurityHeaders(app);
   await app.register(healthRoutes, { health: deps.health });
   await app.register(deviceRoutes, deps);
   await app.register(siteRoutes, deps);

@@ -4,6 +4,7 @@ import { timingSafeEqual } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { hashToken } from '../registry/secrets.ts';
 import { ROLES, type Role, type TokenRepo } from '../store/token-repo.ts';
+import type { AuthLimiter } from '../broker/auth-limiter.ts';
 import { HttpError } from './errors.ts';
 
 export interface Principal {
@@ -21,6 +22,8 @@ export interface AuthDeps {
   tokens: TokenRepo;
   adminToken: string;
   now: () => number;
+  /** Failed token checks per address: past the limit, 429 before any check. */
+  limiter: AuthLimiter;
 }
 
 function sameSecret(a: string, b: string): boolean {
@@ -40,8 +43,18 @@ export function principalFor(deps: AuthDeps, authorization: string | undefined):
 
 /** preHandler: authenticates the request and demands at least `role`. */
 export function requireRole(deps: AuthDeps, role: Role) {
-  return async (req: FastifyRequest, _reply: FastifyReply): Promise<void> => {
-    const principal = principalFor(deps, req.headers.authorization);
+  return async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    if (deps.limiter.limited(req.ip, undefined)) {
+      reply.header('retry-after', '60');
+      throw new HttpError(429, 'TOO_MANY_AUTH_FAILURES', 'too many failed token checks from this address: try again in a minute');
+    }
+    let principal: Principal;
+    try {
+      principal = principalFor(deps, req.headers.authorization);
+    } catch (err) {
+      deps.limiter.failure(req.ip, undefined);
+      throw err;
+    }
     if (ROLES.indexOf(principal.role) < ROLES.indexOf(role)) {
       throw new HttpError(403, 'FORBIDDEN', `this needs the ${role} role; the token has ${principal.role}`);
     }

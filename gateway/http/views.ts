@@ -1,6 +1,8 @@
 // The JSON the API answers with: ISO times, no secrets, stable field names.
 import type { Site } from '../../protocol/index.ts';
 import type { DeviceRecord } from '../store/registry-repo.ts';
+import type { Role } from '../store/token-repo.ts';
+import { siteView } from './personal-data.ts';
 import type { AlertRecord, OutboxRow, TimelineEntry } from '../store/alert-repo.ts';
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
@@ -12,14 +14,15 @@ export function deviceView(d: DeviceRecord, online: boolean) {
   };
 }
 
-export function alertView(a: AlertRecord, site: Site | undefined) {
+/** An alert as the API shows it to `role` (see personal-data.ts for what a viewer sees of a home). */
+export function alertView(a: AlertRecord, site: Site | undefined, role: Role) {
   return {
     id: a.id, deviceId: a.deviceId, seq: a.seq, siteId: a.siteId, type: a.type, priority: a.priority, state: a.state,
     source: a.source, pressedAt: iso(a.pressedAt), receivedAt: iso(a.receivedAt), deviceTs: iso(a.deviceTs), clockSkew: a.clockSkew,
     caseId: a.caseId, deliveredAt: iso(a.deliveredAt), ackedAt: iso(a.ackedAt), ackedBy: a.ackedBy,
     resolvedAt: iso(a.resolvedAt), resolvedBy: a.resolvedBy, outcome: a.outcome, note: a.note, policeStatus: a.policeStatus,
     escalatedAt: iso(a.escalatedAt), remindedAt: iso(a.remindedAt), updatedAt: iso(a.updatedAt),
-    site: site ?? null,
+    site: site ? siteView(site, role) : null,
   };
 }
 

@@ -5,18 +5,22 @@ import type { Registry } from '../../registry/registry.ts';
 import { RegistryError } from '../../registry/registry.ts';
 import { requireRole, type AuthDeps } from '../auth.ts';
 import { HttpError, validate } from '../errors.ts';
+import { auditHomeReads, siteView, type HomeReadAudit } from '../personal-data.ts';
 
-export interface SiteRoutesDeps {
+export interface SiteRoutesDeps extends Omit<HomeReadAudit, 'now'> {
   auth: AuthDeps;
   registry: Registry;
 }
 
 const ListQuery = z.strictObject({ kind: SiteKind.optional(), district: District.optional() });
 
-export const siteRoutes: FastifyPluginAsync<SiteRoutesDeps> = async (app, { auth, registry }) => {
+export const siteRoutes: FastifyPluginAsync<SiteRoutesDeps> = async (app, deps) => {
+  const { auth, registry } = deps;
   app.get('/api/sites', { preHandler: requireRole(auth, 'viewer') }, async (req) => {
     const q = validate(ListQuery, req.query, 'query');
-    const items = [...registry.allSites()].filter((s) => (!q.kind || s.kind === q.kind) && (!q.district || s.district === q.district));
+    const sites = [...registry.allSites()].filter((s) => (!q.kind || s.kind === q.kind) && (!q.district || s.district === q.district));
+    auditHomeReads({ ...deps, now: auth.now }, req, sites, 'homes.read.sites');
+    const items = sites.map((s) => siteView(s, req.principal!.role));
     return { items, total: items.length };
   });
 
