@@ -5,3 +5,4 @@ export * from './police.ts';
 export * from './json-payload.ts';
 export * from './serial.ts';
 export * from './cap.ts';
+export * from './troubles.ts';
