@@ -72,6 +72,18 @@ export const ServiceAccountSchema = z.strictObject({
 });
 export type ServiceAccountConfig = z.infer<typeof ServiceAccountSchema>;
 
+/** PEM files of a TLS listener (MQTT over TLS, wss, or HTTPS). */
+const TlsFilesShape = z.strictObject({
+  cert: z.string().min(1),
+  key: z.string().min(1),
+  /** Trust anchors for client certificates. */
+  ca: z.string().min(1).optional(),
+  /** Refuse clients without a certificate that chains to `ca`. */
+  requestCert: z.boolean().default(false),
+});
+const caForClientCerts = (t: { requestCert: boolean; ca?: string | undefined }) => !t.requestCert || t.ca !== undefined;
+const TlsFilesSchema = TlsFilesShape.refine(caForClientCerts, { message: 'requestCert needs a ca file', path: ['ca'] });
+
 export const ConfigSchema = z.strictObject({
   dataDir: z.string().min(1).default('./data'),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -86,16 +98,28 @@ export const ConfigSchema = z.strictObject({
     ),
     /** Packets larger than this are refused from their fixed header, before the body is read. */
     maxPacketBytes: z.int().min(1024).max(16 * 1024 * 1024).default(16 * 1024),
-    /** Open MQTT connections at most, all listeners together. */
+    /** Open MQTT connections at most, per listener (TCP, TLS, WebSocket). */
     maxConnections: z.int().min(1).max(1_000_000).default(100_000),
     /** Failed CONNECTs per source address, and per username, in a minute before further tries are refused unchecked. */
     authFailuresPerMinute: z.int().min(1).max(100_000).default(20),
-  }).prefault({}),
+    /** Messages per device and minute; beyond it heartbeats and status are dropped (never events) and the device is in flooding trouble. */
+    deviceMessagesPerMinute: z.int().min(10).max(100_000).default(120),
+    /** A connection that has not completed CONNECT by then is closed (half-open and slowloris floods). */
+    connectTimeoutMs: z.int().min(100).max(120_000).default(10_000),
+    /** Optional MQTT over TLS (mqtts), on its own port, beside plain TCP. */
+    tls: TlsFilesShape.extend({ port: Port.default(8883) }).refine(caForClientCerts, { message: 'requestCert needs a ca file', path: ['ca'] }).optional(),
+    /** Optional MQTT over WebSocket (ws://, or wss:// when `tls` is true and mqtt.tls gives the files). */
+    ws: z.strictObject({ port: Port.default(8083), path: z.string().startsWith('/').default('/mqtt'), tls: z.boolean().default(false) }).optional(),
+  }).prefault({}).refine((m) => !m.ws?.tls || m.tls !== undefined, { message: 'ws.tls needs the certificate files in mqtt.tls', path: ['ws', 'tls'] }),
   http: z.strictObject({
     host: z.string().default('0.0.0.0'),
     port: Port.default(8080),
     /** Host name shown in the start-up banner and used for links. */
     publicHost: z.string().default('localhost'),
+    /** Serve the API and dashboard over HTTPS with these files. */
+    tls: TlsFilesSchema.optional(),
+    /** Requests per client address and minute across the API (failed token checks have their own, tighter limit). */
+    rateLimitPerMinute: z.int().min(10).max(1_000_000).default(1200),
   }).prefault({}),
   police: z.strictObject({
     /** Default route. Unset = an in-process police simulator (said loudly). */

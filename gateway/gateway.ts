@@ -5,8 +5,10 @@ import type { FastifyInstance } from 'fastify';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { ConfigPayload, topics } from '../protocol/index.ts';
+import { DeviceRateLimiter } from './broker/device-rate-limiter.ts';
 import { DeviceUplink } from './broker/device-uplink.ts';
 import { AuthLimiter } from './broker/auth-limiter.ts';
+import { tlsOptions, type Transport } from './broker/listeners.ts';
 import { makeAuthenticate, makeAuthorizeForward, makeAuthorizePublish, makeAuthorizeSubscribe, type HookDeps } from './broker/hooks.ts';
 import { ServiceAccounts } from './broker/service-accounts.ts';
 import { announceOverMqtt } from './broker/mqtt-announcer.ts';
@@ -52,7 +54,10 @@ export interface GatewayDeps {
 
 /** Where everything is, for the start-up banner, /healthz and tests. */
 export interface GatewayInfo {
+  /** The plain TCP port (INTERFACES §2). */
   mqttPort: number;
+  /** Every MQTT listener: tcp, and tls / ws / wss when configured. */
+  mqttListeners: Array<{ kind: Transport; port: number }>;
   httpPort: number;
   httpUrl: string;
   dataDir: string;
@@ -107,6 +112,7 @@ export class Gateway {
   private registry: Registry | null = null;
   private routes: RouteTable | null = null;
   private authLimiter!: AuthLimiter;
+  private floods!: DeviceRateLimiter;
   private metrics: Metrics | null = null;
   private presenceTimer: NodeJS.Timeout | null = null;
   private serial: SerialBridge | null = null;
@@ -138,11 +144,12 @@ export class Gateway {
     const httpPort = await this.startHttp(store, pipeline, broker, adminToken.value, metrics.query);
     // The demo police report progress back, so the whole loop (and the device's blinks) can be seen without a PSAP.
     const callbackHost = ['0.0.0.0', '::'].includes(this.config.http.host) ? '127.0.0.1' : this.config.http.host;
-    this.policeSim?.scriptStatus(`http://${callbackHost.includes(':') ? `[${callbackHost}]` : callbackHost}:${httpPort}/api/police/status`);
+    const scheme = this.config.http.tls ? 'https' : 'http';
+    this.policeSim?.scriptStatus(`${scheme}://${callbackHost.includes(':') ? `[${callbackHost}]` : callbackHost}:${httpPort}/api/police/status`);
 
     const counts = store.registry.counts();
     this.info = {
-      mqttPort: broker.port(), httpPort, httpUrl: `http://${this.config.http.publicHost}:${httpPort}`, dataDir: this.config.dataDir,
+      mqttPort: broker.port(), mqttListeners: broker.endpoints(), httpPort, httpUrl: `${scheme}://${this.config.http.publicHost}:${httpPort}`, dataDir: this.config.dataDir,
       policeUrl: pipeline.policeUrl, policeSimulator: this.policeSim !== null, adminTokenSource: adminToken.source, influx: this.metrics!.describe(),
       sites: counts.sites, devices: counts.devices,
     };
@@ -207,7 +214,15 @@ export class Gateway {
   private async startBroker(store: StoreParts, pipeline: PipelineParts, latency: LatencyRecorder): Promise<MqttBroker> {
     const { clock, counters } = this;
     const { registry } = store;
-    const uplink = new DeviceUplink({ intake: pipeline.intake, registry, clock, counters, log: this.log('uplink') });
+    const uplinkLog = this.log('uplink');
+    this.floods = new DeviceRateLimiter(this.config.mqtt.deviceMessagesPerMinute, clock, {
+      flooding: (deviceId, detail) => {
+        counters.inc('device_flooding_total');
+        uplinkLog.warn({ deviceId, code: 'DEVICE_FLOODING' }, `device ${deviceId} is flooding (${detail}): its extra heartbeats and status are dropped, its events are still taken`);
+      },
+      calm: (deviceId) => uplinkLog.info({ deviceId }, `device ${deviceId} is back under its message limit`),
+    });
+    const uplink = new DeviceUplink({ intake: pipeline.intake, registry, clock, counters, log: uplinkLog, rateLimiter: this.floods });
     const accounts = new ServiceAccounts(this.config.mqtt.serviceAccounts);
     const clash = accounts.names().find((name) => registry.device(name));
     // A device with that id could never log in again: refuse to start rather than lock a button out.
@@ -244,13 +259,17 @@ export class Gateway {
 
   private async startHttp(store: StoreParts, pipeline: PipelineParts, broker: MqttBroker, adminToken: string, latency: LatencyQuery): Promise<number> {
     const { registry, alerts, audit, tokens, commits } = store;
+    const httpLimiter = new AuthLimiter(HTTP_AUTH_FAILURES_PER_MINUTE, this.clock);
     const http = (this.http = await buildApp({
-      auth: { tokens, adminToken, now: () => this.clock.now(), limiter: new AuthLimiter(HTTP_AUTH_FAILURES_PER_MINUTE, this.clock) },
+      auth: { tokens, adminToken, now: () => this.clock.now(), limiter: httpLimiter },
+      security: () => ({ mqttAuthFailures: this.authLimiter.report(), httpAuthFailures: httpLimiter.report(), floodingDevices: this.floods.flooding() }),
       registry, alerts, audit, tokens, commits, lifecycle: pipeline.lifecycle, routes: pipeline.routes, counters: this.counters,
       health: () => this.health(pipeline.policeUrl),
       latency,
       isOnline: (id) => broker.isConnected(id) || (this.serial?.isOnline(id) ?? false),
       log: this.log('http'),
+      rateLimitPerMinute: this.config.http.rateLimitPerMinute,
+      ...(this.config.http.tls ? { https: await tlsOptions(this.config.http.tls) } : {}),
     }));
     await http.listen({ host: this.config.http.host, port: this.config.http.port });
     return (http.server.address() as AddressInfo).port;

@@ -5,6 +5,8 @@ import { ConfigError, loadConfig, serialPorts, type Config } from './config.ts';
 import { Gateway, type GatewayInfo } from './gateway.ts';
 import { createRootLogger } from './logger.ts';
 
+const MQTT_SCHEME = { tcp: 'mqtt', tls: 'mqtts', ws: 'ws', wss: 'wss' } as const;
+
 export function banner(info: GatewayInfo, config: Config): string {
   const police = info.policeSimulator
     ? `${info.policeUrl}\n                !!! POLICE SIMULATOR: alerts do NOT reach the police. Set SAFEHAVEN_POLICE_URL. !!!`
@@ -13,6 +15,7 @@ export function banner(info: GatewayInfo, config: Config): string {
     '',
     '  SafeHaven gateway is running',
     `  MQTT          mqtt://${config.mqtt.host}:${info.mqttPort}   (devices: username = device id, password = secret)`,
+    ...info.mqttListeners.filter((l) => l.kind !== 'tcp').map((l) => `  MQTT ${l.kind.padEnd(8)} ${MQTT_SCHEME[l.kind]}://${config.mqtt.host}:${l.port}${l.kind.startsWith('w') ? config.mqtt.ws!.path : ''}`),
     `  HTTP API      ${info.httpUrl}/api   (health: ${info.httpUrl}/healthz)`,
     `  Dashboard     ${info.httpUrl}/`,
     `  Admin token   ${info.adminTokenSource}`,

@@ -10,6 +10,7 @@ import { LogThrottle } from '../log-throttle.ts';
 import type { Counters } from '../metrics/counters.ts';
 import type { AlertIntake } from '../pipeline/alert-intake.ts';
 import type { Registry } from '../registry/registry.ts';
+import type { DeviceRateLimiter } from './device-rate-limiter.ts';
 
 export interface DeviceUplinkDeps {
   intake: AlertIntake;
@@ -17,6 +18,7 @@ export interface DeviceUplinkDeps {
   clock: Clock;
   counters: Counters;
   log: Logger;
+  rateLimiter: DeviceRateLimiter;
 }
 
 /** `"online"` as JSON (the contract) or bare `online` (what mosquitto_pub users type). */
@@ -40,6 +42,10 @@ export class DeviceUplink {
   async handle(deviceId: string, channel: UplinkChannel, payload: Buffer): Promise<void> {
     const receivedAt = this.deps.clock.now();
     this.deps.counters.inc('device_messages_total', { channel });
+    if (!this.deps.rateLimiter.take(deviceId) && channel !== 'event') {
+      this.deps.counters.inc('device_messages_dropped_total', { channel, reason: 'rate-limit' });
+      return;
+    }
     switch (channel) {
       case 'event': {
         const parsed = parseJsonPayload(EventPayload, payload);

@@ -227,7 +227,8 @@ async function readPem(file: string, role: 'cert' | 'key' | 'ca'): Promise<Buffe
   }
 }
 
-async function tlsOptions(files: TlsFiles): Promise<TlsOptions> {
+/** Reads and checks PEM files once at start: a bad file fails with TLS_FILES and its path. */
+export async function tlsOptions(files: TlsFiles): Promise<TlsOptions> {
   const [cert, key, ca] = await Promise.all([
     readPem(files.cert, 'cert'),
     readPem(files.key, 'key'),

@@ -1,22 +1,31 @@
-// The embedded MQTT broker: aedes on a plain TCP listener.
+// The embedded MQTT broker: aedes on plain TCP, and optionally on TLS and
+// WebSocket listeners. Every stream passes the packet-size guard first.
 import { Aedes, type AedesOptions, type Client } from 'aedes';
-import { createServer, type AddressInfo, type Server } from 'node:net';
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Counters } from '../metrics/counters.ts';
+import {
+  listenTcp, listenTls, listenWebSocket, type ListenerHandle, type OnListenerError, type StreamMeta, type TlsFiles, type Transport,
+} from './listeners.ts';
 import { guardPacketSize } from './packet-size-guard.ts';
 
 export interface MqttBrokerOptions {
   host: string;
   port: number;
   maxPacketBytes: number;
+  /** Open connections at most, per listener. */
   maxConnections: number;
+  connectTimeoutMs: number;
+  tls?: (TlsFiles & { port: number }) | undefined;
+  ws?: { port: number; path: string; tls: boolean } | undefined;
 }
 
 type Hooks = Required<Pick<AedesOptions, 'authenticate' | 'authorizePublish' | 'authorizeSubscribe' | 'authorizeForward'>>;
 
 export class MqttBroker {
   private aedes: Aedes | null = null;
-  private server: Server | null = null;
+  private listeners: ListenerHandle[] = [];
   /** By client object: a session taken over by a new connection must not mark the new one offline when the old one closes. */
   private readonly connected = new Map<string, Client>();
 
@@ -30,8 +39,8 @@ export class MqttBroker {
   async start(): Promise<void> {
     const aedes = await Aedes.createBroker({
       ...this.hooks,
-      // A client that opens TCP and never sends CONNECT is closed after this.
-      connectTimeout: 10_000,
+      // A client that opens a connection and never completes CONNECT is closed after this.
+      connectTimeout: this.opts.connectTimeoutMs,
       // A device that stops reading its acks is dropped instead of stalling delivery to everyone.
       drainTimeout: 10_000,
     });
@@ -53,30 +62,38 @@ export class MqttBroker {
     });
     this.aedes = aedes;
 
-    const server = createServer((socket) => {
-      // Without this, an ack written right after a PUBACK waits for the
-      // device's delayed TCP ACK (Nagle): ~40 ms added to "help is coming".
-      socket.setNoDelay(true);
-      aedes.handle(guardPacketSize(socket, this.opts.maxPacketBytes, (declared) => {
+    const onStream = (stream: Duplex, meta: StreamMeta, req?: IncomingMessage) => {
+      aedes.handle(guardPacketSize(stream, this.opts.maxPacketBytes, (declared) => {
         this.counters.inc('mqtt_oversized_packets_total');
-        this.log.warn({ remote: socket.remoteAddress, declared, limit: this.opts.maxPacketBytes, code: 'MQTT_PACKET_TOO_LARGE' },
+        this.log.warn({ remote: meta.remoteAddress, transport: meta.transport, declared, limit: this.opts.maxPacketBytes, code: 'MQTT_PACKET_TOO_LARGE' },
           'MQTT packet over the size limit: connection closed before reading it');
-      }));
-    });
-    server.maxConnections = this.opts.maxConnections;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.opts.port, this.opts.host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    server.on('error', (err) => this.log.error({ err }, 'MQTT listener error'));
-    this.server = server;
+      }), req);
+    };
+    const onError: OnListenerError = (err, meta) => {
+      this.counters.inc('mqtt_listener_errors_total', { transport: meta.transport });
+      this.log.debug({ err: err.message, code: err.code, ...meta }, 'MQTT listener error');
+    };
+    const { host, maxConnections, connectTimeoutMs, tls, ws } = this.opts;
+    const common = { host, maxConnections, onError };
+    // TCP_NODELAY is set by every listener: without it an ack written right
+    // after a PUBACK waits for the device's delayed TCP ACK (Nagle), ~40 ms.
+    this.listeners.push(await listenTcp({ ...common, port: this.opts.port }, onStream));
+    if (tls) this.listeners.push(await listenTls({ ...common, ...tls, handshakeTimeoutMs: connectTimeoutMs }, onStream));
+    if (ws) {
+      this.listeners.push(await listenWebSocket({
+        ...common, port: ws.port, path: ws.path, maxPayload: this.opts.maxPacketBytes, handshakeTimeoutMs: connectTimeoutMs, ...(ws.tls && tls ? { tls } : {}),
+      }, onStream));
+    }
   }
 
-  port(): number {
-    return (this.server?.address() as AddressInfo | null)?.port ?? 0;
+  /** The plain TCP port; `port('tls')`, `port('ws')` or `port('wss')` for the others (0 if not listening). */
+  port(kind: Transport = 'tcp'): number {
+    return this.listeners.find((l) => l.kind === kind)?.port() ?? 0;
+  }
+
+  /** Every listener, for the start-up banner. */
+  endpoints(): Array<{ kind: Transport; port: number }> {
+    return this.listeners.map((l) => ({ kind: l.kind, port: l.port() }));
   }
 
   /** The live connection holding this client id. */
@@ -101,16 +118,11 @@ export class MqttBroker {
     });
   }
 
-  /** Stops accepting connections, then closes every client. */
+  /** Closes every client (wills, disconnects), then the listeners and any socket aedes never got to know. */
   async stop(): Promise<void> {
-    const server = this.server;
-    this.server = null;
-    // server.close() only completes once every connection has ended, and it
-    // is aedes.close() that ends them: start the first, await it after the second.
-    const closed = server ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
     const aedes = this.aedes;
     this.aedes = null;
     if (aedes) await new Promise<void>((resolve) => aedes.close(() => resolve()));
-    await closed;
+    await Promise.all(this.listeners.splice(0).map((l) => l.close()));
   }
 }

@@ -1,6 +1,8 @@
 // The HTTP application, built from its dependencies and not yet listening,
 // so tests drive it with app.inject and the composition root calls listen.
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import rateLimit from '@fastify/rate-limit';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import type { TlsOptions } from 'node:tls';
 import type { Logger } from 'pino';
 import type { RouteTable } from '../dispatch/route-table.ts';
 import type { Counters } from '../metrics/counters.ts';
@@ -12,7 +14,7 @@ import type { AuditRepo } from '../store/audit-repo.ts';
 import type { CommitQueue } from '../store/commit-queue.ts';
 import type { TokenRepo } from '../store/token-repo.ts';
 import type { AuthDeps } from './auth.ts';
-import { installErrorHandler } from './errors.ts';
+import { HttpError, installErrorHandler } from './errors.ts';
 import { installSecurityHeaders } from './security-headers.ts';
 import { alertRoutes } from './routes/alerts.ts';
 import { dashboardRoutes } from './routes/dashboard.ts';
@@ -20,6 +22,8 @@ import { deviceRoutes } from './routes/devices.ts';
 import { healthRoutes, type HealthReport } from './routes/health.ts';
 import { latencyRoutes } from './routes/latency.ts';
 import { policeStatusRoutes } from './routes/police-status.ts';
+import { metricsRoutes } from './routes/metrics.ts';
+import { securityRoutes, type SecurityReport } from './routes/security.ts';
 import { siteRoutes } from './routes/sites.ts';
 import { tokenRoutes } from './routes/tokens.ts';
 
@@ -35,19 +39,44 @@ export interface AppDeps {
   counters: Counters;
   isOnline: (deviceId: string) => boolean;
   health: () => HealthReport;
+  security: () => SecurityReport;
   latency: LatencyQuery;
   log: Logger;
+  /** Requests per client address and minute, all routes together. */
+  rateLimitPerMinute: number;
+  /** Given: the API and dashboard are served over HTTPS only. */
+  https?: TlsOptions;
 }
 
 /** Request bodies are small JSON documents; anything larger is refused before it is read. */
 const BODY_LIMIT_BYTES = 256 * 1024;
 
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
-  const app = Fastify({ loggerInstance: deps.log as FastifyBaseLogger, bodyLimit: BODY_LIMIT_BYTES, logController: new LogController({ disableRequestLogging: true }) });
+  const options: FastifyServerOptions & { https?: TlsOptions } = {
+    loggerInstance: deps.log as FastifyBaseLogger, bodyLimit: BODY_LIMIT_BYTES, logController: new LogController({ disableRequestLogging: true }),
+    ...(deps.https ? { https: deps.https } : {}),
+  };
+  // One instance type for both: routes never depend on the transport.
+  const app = Fastify(options) as unknown as FastifyInstance;
   app.decorateRequest('principal', null);
   installErrorHandler(app);
   installSecurityHeaders(app);
+  // A blunt cap per address against scraping and floods; police callbacks are
+  // signed and may come in bursts after an outage, so they are exempt.
+  await app.register(rateLimit, {
+    max: deps.rateLimitPerMinute,
+    timeWindow: 60_000,
+    allowList: (req) => req.url.startsWith('/api/police/'),
+    onExceeded: (req) => {
+      deps.counters.inc('http_rate_limited_total');
+      deps.log.warn({ ip: req.ip, url: req.url, code: 'HTTP_RATE_LIMITED' }, 'HTTP rate limit reached for an address');
+    },
+    // Thrown by the plugin, so it goes through the JSON error handler like every other error.
+    errorResponseBuilder: (_req, ctx) => new HttpError(ctx.statusCode, 'RATE_LIMITED', `more than ${ctx.max} requests a minute from this address: retry in ${ctx.after}`),
+  });
   await app.register(healthRoutes, { health: deps.health });
+  await app.register(metricsRoutes, deps);
+  await app.register(securityRoutes, deps);
   await app.register(deviceRoutes, deps);
   await app.register(siteRoutes, deps);
   await app.register(alertRoutes, deps);

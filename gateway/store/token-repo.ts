@@ -15,13 +15,17 @@ export interface TokenRecord {
   revokedAt: number | null;
 }
 
+const COLUMNS = 'id, role, name, created_at AS createdAt, expires_at AS expiresAt, revoked_at AS revokedAt';
+
 export class TokenRepo {
   private readonly stmts;
 
   constructor(db: Db) {
     this.stmts = {
       insert: db.prepare('INSERT INTO tokens (id, hash, role, name, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)'),
-      byHash: db.prepare('SELECT id, role, name, created_at AS createdAt, expires_at AS expiresAt, revoked_at AS revokedAt FROM tokens WHERE hash = ?'),
+      byHash: db.prepare(`SELECT ${COLUMNS} FROM tokens WHERE hash = ?`),
+      all: db.prepare(`SELECT ${COLUMNS} FROM tokens ORDER BY created_at`),
+      revoke: db.prepare('UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL'),
     };
   }
 
@@ -35,5 +39,15 @@ export class TokenRepo {
 
   lookup(token: string): TokenRecord | undefined {
     return this.stmts.byHash.get(hashToken(token)) as TokenRecord | undefined;
+  }
+
+  /** Every token ever issued, revoked and expired ones too (never their hashes). */
+  list(): TokenRecord[] {
+    return this.stmts.all.all() as TokenRecord[];
+  }
+
+  /** False if there is no such token or it was already revoked. */
+  revoke(id: string, at: number): boolean {
+    return this.stmts.revoke.run(at, id).changes === 1;
   }
 }
