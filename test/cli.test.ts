@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { expect, it } from 'vitest';
 import { PtyCable } from '../device-sim/pty.ts';
+import { ServiceAccounts } from '../gateway/broker/service-accounts.ts';
 import { createLineSplitter, deriveAlertId, deriveRadioKey, formatAck, parseLine, verifyFrameMac, type SerialFrame } from '../protocol/index.ts';
 import { waitFor } from './support/harness.ts';
 
@@ -61,4 +62,18 @@ it('sim dongle boots, presses signed with the radio key, and prints the ACK line
     await cable.unplug();
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+it('hash-password prints a scrypt hash of the password on stdin that the service-account check accepts', async () => {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'gateway/cli/safehaven.ts', 'hash-password']);
+  let out = '';
+  child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+  child.stdin.end('cctv-centre-password-1\n');
+  const code = await new Promise((resolve) => child.once('exit', resolve));
+  expect(code).toBe(0);
+  const hash = out.trim();
+  expect(hash).toMatch(/^scrypt\$14\$8\$1\$/);
+  const accounts = new ServiceAccounts([{ username: 'cctv', password: hash, publish: [], subscribe: [], deny: [] }]);
+  expect(await accounts.authenticate('cctv', 'cctv-centre-password-1')).not.toBeNull();
+  expect(await accounts.authenticate('cctv', 'cctv-centre-password-2')).toBeNull();
 });

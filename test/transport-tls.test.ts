@@ -2,7 +2,7 @@
 // TLS, MQTT over secure WebSocket, and the API over HTTPS, with a CA made by
 // openssl for this run. A press over each reaches the police.
 import { readFileSync } from 'node:fs';
-import { Agent } from 'undici';
+import { Agent, fetch as undiciFetch } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deriveAlertId, topics } from '../protocol/index.ts';
 import { connectDevice, publish, startTestGateway, waitFor, type TestGateway } from './support/harness.ts';
@@ -48,7 +48,7 @@ describe('TLS transports', () => {
     await expect(connectDevice(`mqtts://localhost:${listener('tls')}`, 'pb-store-0003', gw.deviceSecret('pb-store-0003'))).rejects.toThrow(/certificate/);
     expect(gw.info.httpUrl.startsWith('https://')).toBe(true);
     const dispatcher = new Agent({ connect: { ca: readFileSync(ca.ca.cert) } });
-    const res = await fetch(`https://localhost:${gw.info.httpPort}/healthz`, { dispatcher } as RequestInit);
+    const res = await undiciFetch(`https://localhost:${gw.info.httpPort}/healthz`, { dispatcher });
     expect(res.status).toBe(200);
     await expect(fetch(`http://localhost:${gw.info.httpPort}/healthz`)).rejects.toThrow();
     await dispatcher.close();

@@ -8,11 +8,13 @@ import { SimDongle } from '../../device-sim/dongle.ts';
 import { press, PressError } from '../../device-sim/press.ts';
 import { SerialWire } from '../../device-sim/pty.ts';
 import { deriveRadioKey, describeIssues, DeviceId, EventType, formatDeviceEvent } from '../../protocol/index.ts';
+import { ServiceAccountSchema } from '../config.ts';
 import { POLICE_SECRET_FILE } from '../data-dir-secrets.ts';
 import { createRootLogger } from '../logger.ts';
 import { runGateway } from '../main.ts';
 import { PoliceSim } from '../police-sim/police-sim.ts';
 import { demoSecret, readDemoKey } from '../registry/demo-credentials.ts';
+import { hashSecret, STRONG_COST } from '../registry/secrets.ts';
 
 const USAGE = `usage: safehaven <command> [options]
 
@@ -37,6 +39,8 @@ commands:
                                   default: derived for demo devices
       --receiver ID               the dongle's receiver id (default rx-sim-01)
       --heartbeat-sec N           heartbeats and health every N s (default 60)
+  hash-password                 read a service account password on stdin, print its
+                                scrypt hash for mqtt.serviceAccounts[].password
   frame --device ID --secret S --seq N --type T [--ts MS --rssi=DBM --battery PCT]
                                 print one valid serial device-event line, signed with
                                 the radio key derived from the secret
@@ -153,6 +157,16 @@ async function simDongle(args: string[]): Promise<void> {
   process.on('SIGTERM', stop);
 }
 
+/** From stdin, so the password is in neither the shell history nor the process list. */
+async function hashPassword(): Promise<void> {
+  let input = '';
+  for await (const chunk of process.stdin) input += String(chunk);
+  const password = input.replace(/\r?\n$/, '');
+  const problem = ServiceAccountSchema.shape.password.safeParse(password).error;
+  if (problem) throw new UsageError(`hash-password: the password on stdin: ${describeIssues(problem).message}`);
+  process.stdout.write(`${await hashSecret(password, STRONG_COST)}\n`);
+}
+
 function frame(args: string[]): void {
   const { values } = parseArgs({ args, options: {
     device: { type: 'string' }, secret: { type: 'string' }, seq: { type: 'string' }, type: { type: 'string' },
@@ -182,6 +196,7 @@ export async function main(argv: string[]): Promise<void> {
         if (rest[0] === 'dongle') return await simDongle(rest.slice(1));
         throw new UsageError(`unknown sim command ${rest[0] ?? '(none)'}: try "sim press <deviceId>" or "sim dongle --path P --devices ID"`);
       case 'frame': return frame(rest);
+      case 'hash-password': return await hashPassword();
       case undefined: case 'help': case '--help': case '-h':
         process.stdout.write(USAGE);
         return;
