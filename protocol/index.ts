@@ -6,3 +6,4 @@ export * from './json-payload.ts';
 export * from './serial.ts';
 export * from './cap.ts';
 export * from './troubles.ts';
+export * from './site-import.ts';

@@ -7,8 +7,9 @@ import { z } from 'zod';
 import { SimDongle } from '../../device-sim/dongle.ts';
 import { press, PressError } from '../../device-sim/press.ts';
 import { SerialWire } from '../../device-sim/pty.ts';
-import { deriveRadioKey, describeIssues, DeviceId, EventType, formatDeviceEvent } from '../../protocol/index.ts';
+import { deriveRadioKey, describeIssues, DeviceId, DeviceType, EventType, formatDeviceEvent, SiteId } from '../../protocol/index.ts';
 import { ServiceAccountSchema } from '../config.ts';
+import { ApiCommandError, apiTarget, importSites, provisionDevice } from './api-commands.ts';
 import { POLICE_SECRET_FILE } from '../data-dir-secrets.ts';
 import { createRootLogger } from '../logger.ts';
 import { runGateway } from '../main.ts';
@@ -39,6 +40,14 @@ commands:
                                   default: derived for demo devices
       --receiver ID               the dongle's receiver id (default rx-sim-01)
       --heartbeat-sec N           heartbeats and health every N s (default 60)
+  import FILE [--existing skip|fail] [--url U --token T]
+                                import sites from a .csv (header: id,kind,name,address,
+                                phone,lat,lon,district,policeStation) or .json file
+                                into the running gateway; all rows or none
+  provision --site ID --type T [--id ID] [--url U --token T]
+                                provision a device; prints its id and secret (once)
+                                --url default http://127.0.0.1:$SAFEHAVEN_HTTP_PORT or :8080
+                                --token default $SAFEHAVEN_ADMIN_TOKEN or <data-dir>/admin-token
   hash-password                 read a service account password on stdin, print its
                                 scrypt hash for mqtt.serviceAccounts[].password
   frame --device ID --secret S --seq N --type T [--ts MS --rssi=DBM --battery PCT]
@@ -157,6 +166,26 @@ async function simDongle(args: string[]): Promise<void> {
   process.on('SIGTERM', stop);
 }
 
+async function importCommand(args: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: {
+    existing: { type: 'string' }, url: { type: 'string' }, token: { type: 'string' }, 'data-dir': { type: 'string' },
+  } });
+  const opts = parse(z.object({ file: z.string({ error: 'the file to import is missing' }), existing: z.enum(['skip', 'fail']).default('fail') }),
+    { ...values, file: positionals[0] });
+  const result = await importSites(apiTarget(values, dataDir(values)), opts.file, opts.existing);
+  process.stderr.write(`imported ${result.added} sites${result.skipped.length ? `, skipped ${result.skipped.length} that exist already` : ''}\n`);
+}
+
+async function provisionCommand(args: string[]): Promise<void> {
+  const { values } = parseArgs({ args, options: {
+    site: { type: 'string' }, type: { type: 'string' }, id: { type: 'string' }, url: { type: 'string' }, token: { type: 'string' }, 'data-dir': { type: 'string' },
+  } });
+  const opts = parse(z.object({ site: SiteId, type: DeviceType, id: DeviceId.optional() }), values);
+  const device = await provisionDevice(apiTarget(values, dataDir(values)), { siteId: opts.site, type: opts.type, id: opts.id });
+  process.stderr.write('the secret is shown this once: put it on the device now\n');
+  process.stdout.write(`${JSON.stringify({ id: device.id, secret: device.secret })}\n`);
+}
+
 /** From stdin, so the password is in neither the shell history nor the process list. */
 async function hashPassword(): Promise<void> {
   let input = '';
@@ -197,6 +226,8 @@ export async function main(argv: string[]): Promise<void> {
         throw new UsageError(`unknown sim command ${rest[0] ?? '(none)'}: try "sim press <deviceId>" or "sim dongle --path P --devices ID"`);
       case 'frame': return frame(rest);
       case 'hash-password': return await hashPassword();
+      case 'import': return await importCommand(rest);
+      case 'provision': return await provisionCommand(rest);
       case undefined: case 'help': case '--help': case '-h':
         process.stdout.write(USAGE);
         return;
@@ -208,7 +239,7 @@ export async function main(argv: string[]): Promise<void> {
       process.stderr.write(`safehaven: ${(err as Error).message}\n\n${USAGE}`);
       process.exit(2);
     }
-    if (err instanceof PressError) {
+    if (err instanceof PressError || err instanceof ApiCommandError) {
       process.stderr.write(`safehaven: ${err.code}: ${err.message}\n`);
       process.exit(1);
     }

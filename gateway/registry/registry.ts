@@ -90,6 +90,22 @@ export class Registry {
     return site;
   }
 
+  /**
+   * Adds many sites in one transaction: all or none. Sites whose id exists
+   * already are skipped, or refuse the whole batch when `existing` is 'fail'.
+   */
+  async addSites(sites: Site[], existing: 'skip' | 'fail'): Promise<{ added: Site[]; skipped: string[] }> {
+    const skipped = sites.filter((s) => this.sites.has(s.id)).map((s) => s.id);
+    if (skipped.length > 0 && existing === 'fail') {
+      throw new RegistryError('SITE_EXISTS', `${skipped.length} sites exist already, e.g. ${skipped.slice(0, 5).join(', ')}`, 'id');
+    }
+    const added = sites.filter((s) => !this.sites.has(s.id));
+    const at = this.clock.now();
+    await this.commits.write(() => added.forEach((site) => this.repo.insertSite(site, at)));
+    for (const site of added) this.sites.set(site.id, site);
+    return { added, skipped };
+  }
+
   /** Creates a device and returns its secret: the only time the secret exists outside the device. */
   async provision(input: { siteId: string; type: DeviceType; id?: string }): Promise<{ device: DeviceRecord; secret: string }> {
     if (!this.sites.has(input.siteId)) throw new RegistryError('UNKNOWN_SITE', `siteId: no site with id ${input.siteId}`, 'siteId');
