@@ -11,6 +11,8 @@ import type { AlertRepo } from '../store/alert-repo.ts';
 import type { AuditRepo } from '../store/audit-repo.ts';
 import type { CommitQueue } from '../store/commit-queue.ts';
 import type { TokenRepo } from '../store/token-repo.ts';
+import type { DeviceControl } from '../supervision/device-control.ts';
+import type { TroubleBook } from '../supervision/trouble-book.ts';
 import type { AuthDeps } from './auth.ts';
 import { installErrorHandler } from './errors.ts';
 import { installSecurityHeaders } from './security-headers.ts';
@@ -22,6 +24,7 @@ import { latencyRoutes } from './routes/latency.ts';
 import { policeStatusRoutes } from './routes/police-status.ts';
 import { siteRoutes } from './routes/sites.ts';
 import { tokenRoutes } from './routes/tokens.ts';
+import { troubleRoutes } from './routes/troubles.ts';
 
 export interface AppDeps {
   auth: AuthDeps;
@@ -34,6 +37,8 @@ export interface AppDeps {
   routes: RouteTable;
   counters: Counters;
   isOnline: (deviceId: string) => boolean;
+  devices: DeviceControl;
+  troubles: TroubleBook;
   health: () => HealthReport;
   latency: LatencyQuery;
   log: Logger;
@@ -52,6 +57,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(siteRoutes, deps);
   await app.register(alertRoutes, deps);
   await app.register(tokenRoutes, deps);
+  await app.register(troubleRoutes, deps);
   await app.register(policeStatusRoutes, { ...deps, now: deps.auth.now });
   await app.register(latencyRoutes, deps);
   await app.register(dashboardRoutes);
