@@ -333,6 +333,7 @@ export class Gateway {
       police: { simulator, defaultUrl: policeUrl, routes: this.routes!.describe(), ...dispatch },
       influx: this.metrics!.status(),
       serial,
+      supervision: { ...this.supervisor!.status(), openTroubles: this.troubles!.openCount() },
       counters: this.counters.snapshot(),
     };
   }

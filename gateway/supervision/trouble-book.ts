@@ -104,6 +104,10 @@ export class TroubleBook implements TroubleSource, TroubleSink {
     return [...rows.values()].sort((a, b) => b.raisedAt - a.raisedAt).slice(0, limit).map(view);
   }
 
+  openCount(): number {
+    return this.openByKey.size;
+  }
+
   isOpen(kind: TroubleKind, target: TroubleTarget): boolean {
     return this.openByKey.has(`${kind}|${subjectOf(target)}`);
   }
