@@ -25,6 +25,7 @@ import { fork } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { ConfigSchema } from '../gateway/config.ts';
 import { Gateway } from '../gateway/gateway.ts';
@@ -124,9 +125,14 @@ async function main(): Promise<void> {
 
   const measuring = { on: false };
   const offlineAt = new Map<string, number>();
+  /** The deadline the gateway held when it flagged the device: last heartbeat *received* + interval + grace. */
+  const deadlineAt = new Map<string, number>();
+  const watched = supervisor['watched'] as Map<string, { deadline: number }>;
   troubles.on(({ kind, trouble }) => {
     if (kind === 'raised' && trouble.kind === 'offline' && trouble.deviceId && measuring.on && !offlineAt.has(trouble.deviceId)) {
       offlineAt.set(trouble.deviceId, Date.parse(trouble.raisedAt));
+      const w = watched.get(trouble.deviceId);
+      if (w) deadlineAt.set(trouble.deviceId, w.deadline);
     }
   });
 
@@ -168,6 +174,7 @@ async function main(): Promise<void> {
   await sleep(WINDOW_MS);
   const warmupFlags = supervisor.status().missed;
   measuring.on = true;
+  const elu0 = performance.eventLoopUtilization();
   command({ cmd: 'run', victims });
   const measureMs = SPREAD_MS + WINDOW_MS + 3000;
   progress(`measuring for ${Math.round(measureMs / 1000)} s: ${VICTIMS} victims stop within ${SPREAD_MS / 1000} s, ${EDGE} edge devices, ${PRESSES_PER_SEC} presses/s`);
@@ -177,11 +184,14 @@ async function main(): Promise<void> {
     progress(`${offlineAt.size} offline troubles so far, ${supervisor.status().onWheel} devices on the wheel`);
   }
   if (stallTimer) clearInterval(stallTimer);
+  const elu = performance.eventLoopUtilization(elu0).utilization;
   command({ cmd: 'report' });
   const report = await next('report');
 
   const victimIds = new Set(victims.map((v) => v.id));
   const delays: number[] = [];
+  const judged: number[] = [];
+  const transit: number[] = [];
   let undetected = 0;
   for (const v of victims) {
     const sent = report.lastSent[v.id];
@@ -191,8 +201,13 @@ async function main(): Promise<void> {
       continue;
     }
     delays.push(at - (sent + WINDOW_MS));
+    const deadline = deadlineAt.get(v.id);
+    if (deadline !== undefined) {
+      judged.push(at - deadline);
+      transit.push(deadline - WINDOW_MS - sent);
+    }
   }
-  delays.sort((a, b) => a - b);
+  for (const list of [delays, judged, transit]) list.sort((a, b) => a - b);
   const falseFlags = [...offlineAt.keys()].filter((id) => !victimIds.has(id));
   const edgeSet = new Set(edgeIds);
   const within1s = delays.filter((d) => d <= 1000).length;
@@ -205,6 +220,9 @@ async function main(): Promise<void> {
     victims: VICTIMS, detected: delays.length, undetected,
     delayMsP50: quantile(delays, 0.5), delayMsP95: quantile(delays, 0.95), delayMsP99: quantile(delays, 0.99), delayMsMax: delays.at(-1) ?? null,
     earliestMs: delays[0] ?? null,
+    judgeDelayMsP50: quantile(judged, 0.5), judgeDelayMsP99: quantile(judged, 0.99), judgeDelayMsMax: judged.at(-1) ?? null,
+    transitMsP50: quantile(transit, 0.5), transitMsMax: transit.at(-1) ?? null,
+    eventLoopUtilization: Math.round(elu * 1000) / 1000,
     withinIntervalPlus1s: delays.length === 0 ? null : within1s / delays.length,
     falseFlags: falseFlags.length, falseFlagsEdge: falseFlags.filter((id) => edgeSet.has(id)).length, warmupFlags,
     edgeDevices: EDGE, stalls, stallMs: STALL_MS, stallEveryMs: STALL_EVERY_MS,
@@ -217,6 +235,9 @@ async function main(): Promise<void> {
     `  missed check-ins: ${result.detected}/${VICTIMS} flagged, ${undetected} not flagged`,
     `  delay after interval + grace: p50 ${result.delayMsP50} ms, p95 ${result.delayMsP95} ms, p99 ${result.delayMsP99} ms, max ${result.delayMsMax} ms, earliest ${result.earliestMs} ms`,
     `  within interval + grace + 1 s: ${within1s}/${delays.length}`,
+    `  of which: last heartbeat sent → received by the gateway p50 ${result.transitMsP50} ms, max ${result.transitMsMax} ms;`,
+    `            gateway deadline → flag p50 ${result.judgeDelayMsP50} ms, p99 ${result.judgeDelayMsP99} ms, max ${result.judgeDelayMsMax} ms`,
+    `  gateway event loop utilisation while measuring: ${Math.round(elu * 100)} %`,
     `  false flags: ${result.falseFlags} (edge devices: ${result.falseFlagsEdge}; during warm-up: ${warmupFlags})`,
     `  heartbeats handled ${heartbeats}, presses ${report.presses}, gateway RSS ${result.rssMiB} MiB`,
     '',
