@@ -12,14 +12,14 @@ import type { PresenceChange } from '../gateway/supervision/trouble-source.ts';
 import type { Supervisor } from '../gateway/supervision/supervisor.ts';
 import { collect, connectDevice, publish, startTestGateway, waitFor, type TestGateway } from './support/harness.ts';
 
-/** Buttons: 1 s interval + 1 s grace. Home sensors keep a long window so only the tests that want trouble get it. */
+/** Buttons: 1 s interval + 1 s grace, bells 2 s + 1 s. Sensors keep a long window so only the tests that want trouble get it. */
 const SUPERVISION = {
   reconnectGraceSec: 0,
   classes: {
     'panic-button': { intervalSec: 1, graceSec: 1 },
     'motion-sensor': { intervalSec: 600, graceSec: 60, lowBatteryPercent: 25 },
     'door-sensor': { intervalSec: 600, graceSec: 60 },
-    'alarm-bell': { intervalSec: 600, graceSec: 60 },
+    'alarm-bell': { intervalSec: 2, graceSec: 1 },
   },
 };
 
@@ -44,6 +44,23 @@ async function troubles(state: 'open' | 'all' = 'open'): Promise<Trouble[]> {
 
 const openTrouble = (kind: string, subject: string) => async () =>
   (await troubles()).find((t) => t.kind === kind && (t.deviceId === subject || (t.deviceId === null && t.siteId === subject)));
+
+/** A device on a raw TCP socket (no MQTT library): it sends only what the test writes, no PINGREQ. */
+async function rawDevice(id: string, keepalive: number): Promise<Socket> {
+  const socket = tcpConnect(gw.info.mqttPort, '127.0.0.1');
+  sockets.push(socket);
+  socket.setNoDelay(true);
+  const connack = new Promise<number>((resolve) => {
+    const parser = mqttPacket.parser({ protocolVersion: 4 });
+    parser.on('packet', (packet) => packet.cmd === 'connack' && resolve(packet.returnCode ?? -1));
+    socket.on('data', (bytes) => parser.parse(bytes));
+  });
+  socket.write(mqttPacket.generate({
+    cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, keepalive, clientId: id, username: id, password: Buffer.from(gw.deviceSecret(id)),
+  }));
+  expect(await connack).toBe(0);
+  return socket;
+}
 
 const heartbeat = (client: MqttClient, id: string, seq: number, battery = 90) =>
   publish(client, topics.heartbeat(id), JSON.stringify({ seq, ts: Date.now(), battery, rssi: -60, fw: '1.4.2' }), { qos: 0 });
@@ -119,17 +136,7 @@ describe('a device that dies', () => {
   it('silent on a live TCP connection: flagged when the keepalive expires', async () => {
     // A door sensor: its 10-minute window cannot be what flags it.
     const id = 'ds-home-0002';
-    const socket = tcpConnect(gw.info.mqttPort, '127.0.0.1');
-    sockets.push(socket);
-    const connack = new Promise<number>((resolve) => {
-      const parser = mqttPacket.parser({ protocolVersion: 4 });
-      parser.on('packet', (packet) => packet.cmd === 'connack' && resolve(packet.returnCode ?? -1));
-      socket.on('data', (bytes) => parser.parse(bytes));
-    });
-    socket.write(mqttPacket.generate({
-      cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, keepalive: 1, clientId: id, username: id, password: Buffer.from(gw.deviceSecret(id)),
-    }));
-    expect(await connack).toBe(0);
+    await rawDevice(id, 1);
     // It never sends a PINGREQ or a heartbeat again: the broker closes it after 1.5 keepalives.
     const trouble = await waitFor(openTrouble('offline', id), 'the offline trouble');
     expect(trouble.detail).toContain('keepalive timeout');
@@ -171,6 +178,37 @@ describe('heartbeats', () => {
     await waitFor(async () => !(await openTrouble('low-battery', id)()), 'the restore');
     const all = (await troubles('all')).filter((t) => t.kind === 'low-battery' && t.deviceId === id);
     expect(all).toHaveLength(1);
+  });
+});
+
+describe('a busy gateway', () => {
+  it('does not flag a device whose heartbeat reached the socket in time but was read late', async () => {
+    // Bell window: 2 s + 1 s. The next heartbeat is written 2.5 s after the last, then the event loop
+    // is blocked for 1 s, across the deadline: the heartbeat waits unread in the socket buffer.
+    const id = 'ab-home-0002';
+    const socket = await rawDevice(id, 0);
+    let seq = 1;
+    const beat = () => socket.write(mqttPacket.generate({
+      cmd: 'publish', topic: topics.heartbeat(id), payload: Buffer.from(JSON.stringify({ seq: seq++, ts: Date.now() })), qos: 0, retain: false, dup: false,
+    }));
+    let exercised = 0;
+    for (let round = 0; round < 4 && exercised < 2; round++) {
+      beat();
+      const sent = Date.now();
+      await new Promise((r) => setTimeout(r, 2500));
+      // A timer that fired too late would make this heartbeat late for real: not the case under test.
+      if (Date.now() - sent > 2900) continue;
+      beat();
+      const until = Date.now() + 1000;
+      while (Date.now() < until) { /* the gateway is busy */ }
+      exercised++;
+      await new Promise((r) => setTimeout(r, 300));
+      // Not even raised and restored a moment later.
+      expect((await troubles('all')).filter((t) => t.kind === 'offline' && t.deviceId === id)).toEqual([]);
+    }
+    expect(exercised).toBeGreaterThan(0);
+    // It is still supervised: silence now is a missed check-in.
+    await waitFor(openTrouble('offline', id), 'the missed check-in once it stops');
   });
 });
 
