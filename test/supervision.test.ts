@@ -143,6 +143,19 @@ describe('a device that dies', () => {
   });
 });
 
+describe('the status topic', () => {
+  it('"offline" (a last will, or the device itself) is an offline trouble; "online" restores it', async () => {
+    const id = 'ms-home-0002';
+    const sensor = await device(id, undefined, { will: { topic: topics.status(id), payload: Buffer.from('"offline"'), qos: 1, retain: true } });
+    await publish(sensor, topics.status(id), '"online"', { qos: 1, retain: true });
+    await publish(sensor, topics.status(id), '"offline"', { qos: 1, retain: true });
+    const trouble = await waitFor(openTrouble('offline', id), 'the offline trouble');
+    expect(trouble.detail).toContain('status topic said offline');
+    await publish(sensor, topics.status(id), 'online', { qos: 1, retain: true });
+    await waitFor(async () => !(await openTrouble('offline', id)()), 'the restore');
+  });
+});
+
 describe('heartbeats', () => {
   it('stop: a missed check-in after interval + grace, then a restore on the next one', async () => {
     const id = 'pb-store-0003';

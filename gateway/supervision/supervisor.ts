@@ -143,7 +143,7 @@ export class Supervisor implements PresenceSink, PresenceSource {
 
   statusOffline(deviceId: string, at: number): void {
     const w = this.watched.get(deviceId);
-    if (w) this.connectionLost(w, 'its status topic said offline (last will)', at);
+    if (w) this.connectionLost(w, 'its status topic said offline (its last will, or the device itself)', at);
   }
 
   /** An MQTT session opened: a check-in. */
@@ -155,7 +155,7 @@ export class Supervisor implements PresenceSink, PresenceSource {
   disconnected(deviceId: string, reason: string | null, at: number): void {
     const w = this.watched.get(deviceId);
     if (!w) return;
-    if (reason !== null) this.connectionLost(w, reason, at);
+    if (reason !== null) this.connectionLost(w, `MQTT connection lost (${reason})`, at);
     this.notePresence(w);
   }
 
@@ -299,7 +299,7 @@ export class Supervisor implements PresenceSink, PresenceSource {
     const lastSeen = this.deps.registry.device(w.id)?.lastSeen ?? null;
     const silent = lastSeen === null ? '' : `, last heard ${seconds(now - lastSeen)} s ago`;
     const detail = w.lost
-      ? `connection lost: ${w.lost}, not back within ${seconds(this.deps.reconnectGraceMs)} s${silent}`
+      ? `${w.lost}, not back within ${seconds(this.deps.reconnectGraceMs)} s${silent}`
       : `missed its check-in: no message for ${cls.intervalSec + cls.graceSec} s (interval ${cls.intervalSec} s + grace ${cls.graceSec} s)${silent}`;
     this.deps.counters.inc('supervision_missed_total', { type: w.type, reason: w.lost ? 'connection-lost' : 'check-in' });
     this.flag(w, detail);
