@@ -171,7 +171,9 @@ describe('heartbeats', () => {
     const trouble = await waitFor(openTrouble('offline', id), 'the missed check-in', 15_000);
     expect(Date.parse(trouble.raisedAt)).toBeGreaterThanOrEqual(lastBeat + 2000);
     expect(trouble.detail).toContain('interval 1 s + grace 1 s');
+    // Still connected, but not heard: offline.
     expect(button.connected).toBe(true);
+    expect((await gw.api('GET', `/api/devices/${id}`)).json).toMatchObject({ online: false, supervision: { state: 'missed' } });
 
     await heartbeat(button, id, seq++);
     await waitFor(async () => !(await openTrouble('offline', id)()), 'the restore');

@@ -341,8 +341,9 @@ export class Supervisor implements PresenceSink, PresenceSource {
     this.deps.troubles.raise('unprotected', { siteId }, detail);
   }
 
+  /** A device that missed its check-in is offline even while it holds a session: it is not heard. */
   private isOnline(w: Watched): boolean {
-    if (w.state === 'revoked') return false;
+    if (w.state === 'revoked' || w.state === 'missed') return false;
     return this.deps.connected(w.id) || (w.via === 'serial' && w.type !== 'rf-receiver' && w.state === 'ok');
   }
 
