@@ -72,6 +72,7 @@ export class TroubleBook implements TroubleSource, TroubleSink {
   private pending: WriteOp[] = [];
   private writing: Promise<void> | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
+  private stopped = false;
   private readonly throttle: LogThrottle;
 
   constructor(private readonly deps: TroubleBookDeps) {
@@ -86,6 +87,7 @@ export class TroubleBook implements TroubleSource, TroubleSink {
 
   /** Hands every pending row to the store; the CommitQueue's close() commits it. */
   async stop(): Promise<void> {
+    this.stopped = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = null;
     await this.writing;
@@ -182,7 +184,7 @@ export class TroubleBook implements TroubleSource, TroubleSink {
 
   /** At most one job in the CommitQueue at a time: alerts queued behind it wait for one small batch, never for a storm. */
   private writeNext(): void {
-    if (this.writing || this.retryTimer || this.pending.length === 0) return;
+    if (this.writing || this.retryTimer || this.stopped || this.pending.length === 0) return;
     const ops = this.pending.splice(0, WRITE_BATCH);
     this.writing = this.deps.commits.write(() => this.apply(ops)).then(
       () => {
@@ -193,6 +195,7 @@ export class TroubleBook implements TroubleSource, TroubleSink {
         this.writing = null;
         this.pending.unshift(...ops);
         this.deps.counters.inc('trouble_write_failures_total');
+        if (this.stopped) return;
         this.throttle.warn('failed', { err, rows: ops.length, code: 'TROUBLE_WRITE_FAILED' }, 'trouble rows not stored yet: retrying');
         this.retryTimer = setTimeout(() => {
           this.retryTimer = null;
