@@ -44,6 +44,7 @@ interface Device {
   nextAt: number;
   seq: number;
   stopAt: number;
+  /** When the device last sent anything (heartbeat or press). */
   lastSent: number;
 }
 
@@ -115,6 +116,8 @@ function press(d: Device, now: number): void {
     cmd: 'publish', topic: topics.event(d.id), payload: Buffer.from(JSON.stringify({ seq: d.seq, ts: now, type: 'test' })),
     qos: 1, messageId: (d.seq % 65_535) + 1, retain: false, dup: false,
   }));
+  // A press is a check-in too: the victim's window runs from whichever came last.
+  d.lastSent = now;
   presses++;
 }
 

@@ -4,6 +4,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
+import type { DeviceType } from '../protocol/index.ts';
 import { DeviceUplink } from './broker/device-uplink.ts';
 import { AuthLimiter } from './broker/auth-limiter.ts';
 import { makeAuthenticate, makeAuthorizeForward, makeAuthorizePublish, makeAuthorizeSubscribe, type HookDeps } from './broker/hooks.ts';
@@ -44,7 +45,6 @@ import { TroubleRepo } from './store/trouble-repo.ts';
 import { DeviceControl } from './supervision/device-control.ts';
 import { Supervisor } from './supervision/supervisor.ts';
 import { TroubleBook } from './supervision/trouble-book.ts';
-import type { DeviceType } from '../protocol/index.ts';
 
 export interface GatewayDeps {
   log?: Logger;

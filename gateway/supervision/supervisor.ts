@@ -48,8 +48,6 @@ export interface SupervisorDeps {
   clock: Clock;
   counters: Counters;
   log: Logger;
-  /** Tick and slot width; default TICK_MS. */
-  tickMs?: number;
 }
 
 interface Watched extends WheelItem {
@@ -84,17 +82,15 @@ export class Supervisor implements PresenceSink, PresenceSource {
   /** Panic buttons per store site, revoked ones included ("its only button was revoked" is unprotected too). */
   private readonly storeButtons = new Map<string, Watched[]>();
   private readonly presenceListeners = new Set<(change: PresenceChange) => void>();
-  private readonly tickMs: number;
   private wheel: DeadlineWheel<Watched>;
   private timer: NodeJS.Timeout | null = null;
   /** Start times of the last two ticks: [before last, last]. */
   private ticks: [number, number];
 
   constructor(private readonly deps: SupervisorDeps) {
-    this.tickMs = deps.tickMs ?? TICK_MS;
-    const now = deps.clock.now();
-    this.wheel = new DeadlineWheel(this.tickMs, now);
-    this.ticks = [now, now];
+    // Replaced by start(), which knows the time.
+    this.wheel = new DeadlineWheel(TICK_MS, 0);
+    this.ticks = [0, 0];
   }
 
   /**
@@ -104,17 +100,17 @@ export class Supervisor implements PresenceSink, PresenceSource {
    */
   start(): void {
     const now = this.deps.clock.now();
-    this.wheel = new DeadlineWheel(this.tickMs, now);
+    this.wheel = new DeadlineWheel(TICK_MS, now);
     this.ticks = [now, now];
     for (const device of this.deps.registry.allDevices()) {
       const w = this.watch(device.id);
       if (!w || w.state === 'revoked') continue;
       if (this.deps.troubles.isOpen(missedKind(w.type), { deviceId: w.id })) w.state = 'missed';
-      else if (device.lastSeen !== null) this.checkIn(w, Math.max(device.lastSeen, now));
+      else if (device.lastSeen !== null) this.checkIn(w, now);
     }
     for (const siteId of this.storeButtons.keys()) this.judgeSite(siteId);
     this.scheduleTick();
-    this.deps.log.info({ devices: this.watched.size, onWheel: this.wheel.size, tickMs: this.tickMs }, `supervising ${this.watched.size} devices`);
+    this.deps.log.info({ devices: this.watched.size, onWheel: this.wheel.size, tickMs: TICK_MS }, `supervising ${this.watched.size} devices`);
   }
 
   stop(): void {
@@ -180,7 +176,7 @@ export class Supervisor implements PresenceSink, PresenceSource {
     this.deps.troubles.clear('receiver-offline', { port }, 'port open again');
   }
 
-  /** Tamper alerts are troubles until a dispatcher resolves them; any alert proves its device alive. */
+  /** Tamper alerts are troubles until a dispatcher resolves them (the check-in itself came through the uplink). */
   alertChanged(change: AlertChange): void {
     const { alert } = change;
     if (alert.type !== 'tamper') return;
@@ -190,7 +186,7 @@ export class Supervisor implements PresenceSink, PresenceSource {
 
   /** A revoked device is no longer watched; its troubles clear, and its store may be left unprotected. */
   revoked(deviceId: string): void {
-    const w = this.watched.get(deviceId);
+    const w = this.watched.get(deviceId) ?? this.watch(deviceId);
     if (!w) return;
     w.state = 'revoked';
     this.wheel.remove(w);
@@ -274,7 +270,7 @@ export class Supervisor implements PresenceSink, PresenceSource {
   }
 
   private scheduleTick(): void {
-    this.timer = setTimeout(() => this.tick(), this.tickMs);
+    this.timer = setTimeout(() => this.tick(), TICK_MS);
     this.timer.unref();
   }
 
