@@ -138,7 +138,8 @@ export class TroubleBook implements TroubleSource, TroubleSink {
     };
     this.openByKey.set(key, record);
     this.deps.counters.inc('troubles_raised_total', { kind });
-    this.deps.log.warn({ troubleId: record.id, kind, deviceId, siteId: record.siteId, subject, detail: record.detail, code: 'TROUBLE_RAISED' },
+    // Once per kind and burst: a city-wide outage is 10,000 troubles, and the book (not the log) is their record.
+    this.throttle.warn(`raised:${kind}`, { troubleId: record.id, kind, deviceId, siteId: record.siteId, subject, detail: record.detail, code: 'TROUBLE_RAISED' },
       `trouble: ${kind} ${subject}: ${record.detail}`);
     this.queue({ op: 'insert', record });
     const trouble = view(record);
@@ -154,7 +155,7 @@ export class TroubleBook implements TroubleSource, TroubleSink {
     this.openByKey.delete(key);
     const cleared = { ...record, clearedAt: this.deps.clock.now() };
     this.deps.counters.inc('troubles_cleared_total', { kind });
-    this.deps.log.info({ troubleId: record.id, kind, deviceId: record.deviceId, siteId: record.siteId, subject, detail, code: 'TROUBLE_CLEARED' },
+    this.deps.log.debug({ troubleId: record.id, kind, deviceId: record.deviceId, siteId: record.siteId, subject, detail, code: 'TROUBLE_CLEARED' },
       `restore: ${kind} ${subject}: ${detail}`);
     this.queue({ op: 'clear', id: record.id, at: cleared.clearedAt, detail: detail.slice(0, 500) });
     const trouble = view(cleared);
