@@ -262,8 +262,14 @@ export class Gateway {
     }, counters, this.log('mqtt')));
     broker.onSession((change) => {
       const at = clock.now();
-      if (change.open) supervisor.connected(change.clientId, at);
-      else supervisor.disconnected(change.clientId, change.lost, at);
+      if (!change.open) {
+        supervisor.disconnected(change.clientId, change.lost, at);
+      } else if (registry.device(change.clientId)?.revokedAt != null) {
+        // Authenticated just before a revocation, ready just after it: closed now, as the revocation would have.
+        broker.client(change.clientId)?.close();
+      } else {
+        supervisor.connected(change.clientId, at);
+      }
     });
     await broker.start();
     announceOverMqtt(pipeline.bus, broker, this.log('announce'), latency.deviceAckSent);
