@@ -41,11 +41,11 @@ export class DeviceControl {
   }
 
   /** Null for an unknown device. Idempotent: revoking a revoked device changes nothing. */
-  async revoke(deviceId: string): Promise<{ device: DeviceRecord; kicked: boolean } | null> {
-    const before = this.deps.registry.device(deviceId)?.revokedAt ?? null;
+  async revoke(deviceId: string): Promise<{ device: DeviceRecord; kicked: boolean; already: boolean } | null> {
+    const already = (this.deps.registry.device(deviceId)?.revokedAt ?? null) !== null;
     const device = await this.deps.registry.revoke(deviceId);
     if (!device) return null;
-    if (before !== null) return { device, kicked: false };
+    if (already) return { device, kicked: false, already };
     // Unwatched before the kick, so the lost session is not mistaken for an outage.
     this.deps.supervisor.revoked(deviceId);
     const kicked = this.deps.kick(deviceId);
@@ -53,7 +53,7 @@ export class DeviceControl {
     this.deps.publish(topics.config(deviceId), '', { qos: 1, retain: true })
       .catch((err: unknown) => this.deps.log.error({ err, deviceId }, 'could not clear the config of a revoked device'));
     this.deps.log.warn({ deviceId, kicked, code: 'DEVICE_REVOKED' }, `device ${deviceId} revoked${kicked ? ': its session was closed' : ''}`);
-    return { device, kicked };
+    return { device, kicked, already };
   }
 
   /** Null for an unknown or revoked device. The session holding the old secret is closed. */

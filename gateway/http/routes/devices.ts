@@ -64,10 +64,9 @@ export const deviceRoutes: FastifyPluginAsync<DeviceRoutesDeps> = async (app, de
   // Revoking: the device's sessions are closed now and it can never connect or be heard by radio again.
   app.delete('/api/devices/:id', { preHandler: requireRole(auth, 'admin') }, async (req) => {
     const { id } = validate(IdParams, req.params, 'params');
-    const wasRevoked = registry.device(id)?.revokedAt != null;
     const revoked = await devices.revoke(id);
     if (!revoked) throw new HttpError(404, 'DEVICE_NOT_FOUND', `no device ${id}`, 'id');
-    if (!wasRevoked) await audited(req, 'device.revoke', id, { kicked: revoked.kicked });
+    if (!revoked.already) await audited(req, 'device.revoke', id, { kicked: revoked.kicked });
     return view(revoked.device);
   });
 
