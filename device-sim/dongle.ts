@@ -5,7 +5,7 @@
 // lines), and reads the gateway's ACK lines back.
 import {
   createLineSplitter, deriveAlertId, formatBoot, formatDeviceEvent, formatHeartbeat, formatReceiverHealth, parseLine,
-  type AckFrame, type AlertState, type EventType,
+  type AckFrame, type AlertState, type ConfigFrame, type EventType,
 } from '../protocol/index.ts';
 
 /** The cable: bytes to the gateway, and the bytes it writes back. */
@@ -37,6 +37,8 @@ export interface SentEvent {
 export class SimDongle {
   /** Every ACK line read back from the gateway, in order. */
   readonly acks: AckFrame[] = [];
+  /** Every CFG line (heartbeat intervals) read back from the gateway, in order. */
+  readonly configs: ConfigFrame[] = [];
   private readonly splitter = createLineSplitter();
   private readonly devices = new Map<string, { radioKey: Buffer; seq: number }>();
   private readonly ackListeners = new Set<(ack: AckFrame) => void>();
@@ -51,6 +53,7 @@ export class SimDongle {
       for (const out of this.splitter.push(bytes)) {
         if (!('line' in out)) continue;
         const parsed = parseLine(out.line);
+        if (parsed.ok && parsed.frame.kind === 'CFG') this.configs.push(parsed.frame);
         if (!parsed.ok || parsed.frame.kind !== 'ACK') continue;
         const ack = parsed.frame;
         this.acks.push(ack);

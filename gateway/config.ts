@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { filterProblem } from './broker/topic-filter.ts';
-import { describeIssues, SERIAL_BAUD } from '../protocol/index.ts';
+import { DEVICE_TYPES, DeviceType, describeIssues, SERIAL_BAUD } from '../protocol/index.ts';
 
 const Port = z.int().min(0).max(65535);
 const HttpUrl = z.url({ protocol: /^https?$/ });
@@ -54,6 +54,49 @@ export function serialPorts(serial: { path?: string | undefined; ports: SerialPo
     ? [{ path: serial.path, baudRate: SERIAL_BAUD }, ...serial.ports]
     : serial.ports;
   return listed.map((p) => ({ ...p, name: p.name ?? p.path }));
+}
+
+/** One device type's supervision: unset fields take the `supervision` defaults. */
+const SupervisionClass = z.strictObject({
+  /** Heartbeat interval pushed to devices of this type (config topic, radio CFG frame). */
+  intervalSec: z.int().min(1).max(86_400).optional(),
+  /** A device silent for interval + grace has missed its check-in: trouble. */
+  graceSec: z.int().min(0).max(86_400).optional(),
+  /** A battery at or below this percentage is trouble; null = mains powered, never checked. */
+  lowBatteryPercent: z.int().min(0).max(100).nullable().optional(),
+});
+
+/** Mains-powered types are not battery-checked; the rest warn early enough for a battery change visit. */
+const LOW_BATTERY_DEFAULT: Record<DeviceType, number | null> = {
+  'panic-button': 20, 'motion-sensor': 15, 'door-sensor': 15, 'alarm-bell': 20, 'rf-receiver': null,
+};
+
+const SupervisionSchema = z.strictObject({
+  /** Heartbeat interval of every type that does not set its own. */
+  heartbeatSec: z.int().min(1).max(86_400).default(60),
+  /** Grace after the interval, for every type that does not set its own. */
+  graceSec: z.int().min(0).max(86_400).default(30),
+  /** A connection lost without DISCONNECT (or a will saying offline) is trouble unless the device is back within this. */
+  reconnectGraceSec: z.int().min(0).max(3600).default(2),
+  classes: z.partialRecord(DeviceType, SupervisionClass).default({}),
+}).prefault({});
+
+export interface SupervisionClassConfig {
+  intervalSec: number;
+  graceSec: number;
+  lowBatteryPercent: number | null;
+}
+
+/** Each device type's supervision, defaults filled in. */
+export function supervisionClasses(supervision: z.infer<typeof SupervisionSchema>): Record<DeviceType, SupervisionClassConfig> {
+  return Object.fromEntries(DEVICE_TYPES.map((type) => {
+    const own = supervision.classes[type] ?? {};
+    return [type, {
+      intervalSec: own.intervalSec ?? supervision.heartbeatSec,
+      graceSec: own.graceSec ?? supervision.graceSec,
+      lowBatteryPercent: own.lowBatteryPercent === undefined ? LOW_BATTERY_DEFAULT[type] : own.lowBatteryPercent,
+    }];
+  })) as Record<DeviceType, SupervisionClassConfig>;
 }
 
 const TopicFilter = z.string().superRefine((f, ctx) => {
@@ -173,10 +216,7 @@ export const ConfigSchema = z.strictObject({
     healthIntervalSec: z.int().min(1).max(3600).default(10),
   }).prefault({}),
   serial: SerialSchema,
-  supervision: z.strictObject({
-    /** Heartbeat interval pushed to devices on their retained config topic. */
-    heartbeatSec: z.int().min(1).max(86_400).default(60),
-  }).prefault({}),
+  supervision: SupervisionSchema,
 });
 export type Config = z.infer<typeof ConfigSchema>;
 
@@ -204,7 +244,9 @@ export const ENV_VARS: ReadonlyArray<{ name: string; path: string; kind: 'string
   { name: 'SAFEHAVEN_DEMO', path: 'demo.enabled', kind: 'bool', doc: 'seed the Seoul demo registry into an empty store (default true)' },
   { name: 'SAFEHAVEN_DEMO_STORES', path: 'demo.stores', kind: 'int', doc: 'demo safety-haven stores (default 656)' },
   { name: 'SAFEHAVEN_DEMO_HOMES', path: 'demo.homes', kind: 'int', doc: 'demo home-patrol households (default 3000)' },
-  { name: 'SAFEHAVEN_HEARTBEAT_SEC', path: 'supervision.heartbeatSec', kind: 'int', doc: 'heartbeat interval pushed to devices (default 60)' },
+  { name: 'SAFEHAVEN_HEARTBEAT_SEC', path: 'supervision.heartbeatSec', kind: 'int', doc: 'heartbeat interval pushed to devices of every type without its own (default 60)' },
+  { name: 'SAFEHAVEN_HEARTBEAT_GRACE_SEC', path: 'supervision.graceSec', kind: 'int', doc: 'silence beyond interval + this is a missed check-in (default 30)' },
+  { name: 'SAFEHAVEN_RECONNECT_GRACE_SEC', path: 'supervision.reconnectGraceSec', kind: 'int', doc: 'a connection lost without DISCONNECT is trouble unless back within this (default 2)' },
   { name: 'SAFEHAVEN_INFLUX_URL', path: 'influx.url', kind: 'string', doc: 'InfluxDB 1.x URL with database, e.g. http://127.0.0.1:8086/safehaven' },
   { name: 'SAFEHAVEN_INFLUX_MANAGED', path: 'influx.managed', kind: 'bool', doc: 'without an InfluxDB URL, run a local influxd under <dataDir>/influxdb if installed (default true)' },
   { name: 'SAFEHAVEN_INFLUX_HTTP_PORT', path: 'influx.httpPort', kind: 'int', doc: 'HTTP port of the managed influxd (default 8086; 0 = any free port)' },

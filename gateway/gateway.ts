@@ -4,7 +4,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
-import { ConfigPayload, topics } from '../protocol/index.ts';
+import type { DeviceType } from '../protocol/index.ts';
 import { DeviceRateLimiter } from './broker/device-rate-limiter.ts';
 import { DeviceUplink } from './broker/device-uplink.ts';
 import { AuthLimiter } from './broker/auth-limiter.ts';
@@ -14,7 +14,7 @@ import { ServiceAccounts } from './broker/service-accounts.ts';
 import { announceOverMqtt } from './broker/mqtt-announcer.ts';
 import { MqttBroker } from './broker/mqtt-broker.ts';
 import { systemClock, type Clock } from './clock.ts';
-import { ConfigError, serialPorts, type Config } from './config.ts';
+import { ConfigError, serialPorts, supervisionClasses, type Config, type SupervisionClassConfig } from './config.ts';
 import { ADMIN_TOKEN_FILE, loadOrCreateSecret, POLICE_SECRET_FILE } from './data-dir-secrets.ts';
 import { CircuitBreaker } from './dispatch/circuit-breaker.ts';
 import { Dispatcher } from './dispatch/dispatcher.ts';
@@ -43,6 +43,10 @@ import { CommitQueue } from './store/commit-queue.ts';
 import { openDatabase, type Db } from './store/database.ts';
 import { RegistryRepo } from './store/registry-repo.ts';
 import { TokenRepo } from './store/token-repo.ts';
+import { TroubleRepo } from './store/trouble-repo.ts';
+import { DeviceControl } from './supervision/device-control.ts';
+import { Supervisor } from './supervision/supervisor.ts';
+import { TroubleBook } from './supervision/trouble-book.ts';
 
 export interface GatewayDeps {
   log?: Logger;
@@ -86,6 +90,13 @@ interface StoreParts {
   alerts: AlertRepo;
   audit: AuditRepo;
   tokens: TokenRepo;
+  troubles: TroubleBook;
+}
+
+interface SupervisionParts {
+  troubles: TroubleBook;
+  supervisor: Supervisor;
+  classes: Record<DeviceType, SupervisionClassConfig>;
 }
 
 interface PipelineParts {
@@ -116,6 +127,8 @@ export class Gateway {
   private metrics: Metrics | null = null;
   private presenceTimer: NodeJS.Timeout | null = null;
   private serial: SerialBridge | null = null;
+  private supervisor: Supervisor | null = null;
+  private troubles: TroubleBook | null = null;
   /** The in-process police stand-in when no police URL is configured. */
   policeSim: PoliceSim | null = null;
   info: GatewayInfo | null = null;
@@ -132,16 +145,17 @@ export class Gateway {
       : (({ value, path }) => ({ value, source: path }))(loadOrCreateSecret(this.config.dataDir, ADMIN_TOKEN_FILE));
     const metrics = await this.startMetrics();
     const pipeline = await this.wirePipeline(store, metrics.recorder);
-    const broker = await this.startBroker(store, pipeline, metrics.recorder);
+    const supervision = this.startSupervision(store, pipeline);
+    const { broker, control } = await this.startBroker(store, pipeline, supervision, metrics.recorder);
     this.metrics!.startHealth({
-      connectedDevices: () => broker.connectedClients(), isOnline: (id) => broker.isConnected(id),
+      connectedDevices: () => broker.connectedClients(), isOnline: (id) => supervision.supervisor.online(id),
       devices: () => store.registry.allDevices(), site: (id) => store.registry.site(id),
       openAlerts: () => store.alerts.openCount(), outboxDepth: () => store.alerts.pendingOutbox(),
     });
     pipeline.dispatcher.start();
     this.escalation!.start();
-    this.startSerial(store, pipeline);
-    const httpPort = await this.startHttp(store, pipeline, broker, adminToken.value, metrics.query);
+    this.startSerial(store, pipeline, supervision);
+    const httpPort = await this.startHttp(store, pipeline, supervision, control, adminToken.value, metrics.query);
     // The demo police report progress back, so the whole loop (and the device's blinks) can be seen without a PSAP.
     const callbackHost = ['0.0.0.0', '::'].includes(this.config.http.host) ? '127.0.0.1' : this.config.http.host;
     const scheme = this.config.http.tls ? 'https' : 'http';
@@ -174,7 +188,11 @@ export class Gateway {
     registry.load();
     this.presenceTimer = setInterval(() => registry.flushPresence().catch((err) => this.rootLog.error({ err }, 'presence flush failed')), PRESENCE_FLUSH_MS);
     this.presenceTimer.unref();
-    return { db, commits, registry, alerts: new AlertRepo(db), audit: new AuditRepo(db), tokens: new TokenRepo(db) };
+    const troubles = (this.troubles = new TroubleBook({
+      repo: new TroubleRepo(db), commits, siteOf: (id) => registry.device(id)?.siteId ?? null, clock, counters: this.counters, log: this.log('troubles'),
+    }));
+    troubles.start();
+    return { db, commits, registry, alerts: new AlertRepo(db), audit: new AuditRepo(db), tokens: new TokenRepo(db), troubles };
   }
 
   /** Latency and health metrics: InfluxDB (configured, managed or none) is never waited for. */
@@ -211,18 +229,36 @@ export class Gateway {
     return { bus, lifecycle, dispatcher, intake, window, routes, policeUrl };
   }
 
-  private async startBroker(store: StoreParts, pipeline: PipelineParts, latency: LatencyRecorder): Promise<MqttBroker> {
+  /** Supervision of every device's check-ins, and the trouble entries it and the others raise. */
+  private startSupervision(store: StoreParts, pipeline: PipelineParts): SupervisionParts {
+    const { config, clock, counters } = this;
+    const classes = supervisionClasses(config.supervision);
+    const supervisor = (this.supervisor = new Supervisor({
+      registry: store.registry, troubles: store.troubles, classes, reconnectGraceMs: config.supervision.reconnectGraceSec * 1000,
+      connected: (id) => (this.broker?.isConnected(id) ?? false) || (this.serial?.isOnline(id) ?? false),
+      clock, counters, log: this.log('supervision'),
+    }));
+    pipeline.bus.on((change) => supervisor.alertChanged(change));
+    supervisor.start();
+    return { troubles: store.troubles, supervisor, classes };
+  }
+
+  private async startBroker(
+    store: StoreParts, pipeline: PipelineParts, supervision: SupervisionParts, latency: LatencyRecorder,
+  ): Promise<{ broker: MqttBroker; control: DeviceControl }> {
     const { clock, counters } = this;
     const { registry } = store;
+    const { supervisor, troubles } = supervision;
     const uplinkLog = this.log('uplink');
     this.floods = new DeviceRateLimiter(this.config.mqtt.deviceMessagesPerMinute, clock, {
       flooding: (deviceId, detail) => {
         counters.inc('device_flooding_total');
         uplinkLog.warn({ deviceId, code: 'DEVICE_FLOODING' }, `device ${deviceId} is flooding (${detail}): its extra heartbeats and status are dropped, its events are still taken`);
+        troubles.raise('flooding', { deviceId }, `${detail}: extra heartbeats and status messages dropped, events still taken`);
       },
-      calm: (deviceId) => uplinkLog.info({ deviceId }, `device ${deviceId} is back under its message limit`),
+      calm: (deviceId) => troubles.clear('flooding', { deviceId }, 'a whole minute back under its message limit'),
     });
-    const uplink = new DeviceUplink({ intake: pipeline.intake, registry, clock, counters, log: uplinkLog, rateLimiter: this.floods });
+    const uplink = new DeviceUplink({ intake: pipeline.intake, presence: supervisor, clock, counters, log: uplinkLog, rateLimiter: this.floods });
     const accounts = new ServiceAccounts(this.config.mqtt.serviceAccounts);
     const clash = accounts.names().find((name) => registry.device(name));
     // A device with that id could never log in again: refuse to start rather than lock a button out.
@@ -240,24 +276,51 @@ export class Gateway {
       authorizeSubscribe: makeAuthorizeSubscribe(hookDeps),
       authorizeForward: makeAuthorizeForward(hookDeps),
     }, counters, this.log('mqtt')));
+    broker.onSession((change) => {
+      const at = clock.now();
+      if (!change.open) {
+        supervisor.disconnected(change.clientId, change.lost, at);
+      } else if (registry.device(change.clientId)?.revokedAt != null) {
+        // Authenticated just before a revocation, ready just after it: closed now, as the revocation would have.
+        broker.client(change.clientId)?.close();
+      } else {
+        supervisor.connected(change.clientId, at);
+      }
+    });
     await broker.start();
     announceOverMqtt(pipeline.bus, broker, this.log('announce'), latency.deviceAckSent);
-    await this.publishDeviceConfig(registry, broker);
-    return broker;
+    const control = new DeviceControl({
+      registry, supervisor, classes: supervision.classes, publish: (topic, payload, opts) => broker.publish(topic, payload, opts),
+      kick: (id) => {
+        const client = broker.client(id);
+        client?.close();
+        return client !== undefined;
+      },
+      log: this.log('devices'),
+    });
+    await control.publishAllConfigs();
+    return { broker, control };
   }
 
   /** RF receiver dongles, when any is configured; their events enter the same intake as MQTT's. */
-  private startSerial(store: StoreParts, pipeline: PipelineParts): void {
+  private startSerial(store: StoreParts, pipeline: PipelineParts, { supervisor, classes }: SupervisionParts): void {
     const ports = serialPorts(this.config.serial);
     if (ports.length === 0) return;
-    this.serial = new SerialBridge({ ports, offlineTroubleSec: this.config.serial.offlineTroubleSec }, {
-      registry: store.registry, intake: pipeline.intake, window: pipeline.window, bus: pipeline.bus,
+    const { registry } = store;
+    const heartbeatSec = (id: string) => {
+      const device = registry.device(id);
+      return device ? classes[device.type].intervalSec : null;
+    };
+    this.serial = new SerialBridge({ ports, offlineTroubleSec: this.config.serial.offlineTroubleSec, heartbeatSec }, {
+      registry, intake: pipeline.intake, window: pipeline.window, bus: pipeline.bus, supervisor,
       clock: this.clock, counters: this.counters, log: this.log('serial'), portFactory: this.deps.serialPort,
     });
     this.serial.start();
   }
 
-  private async startHttp(store: StoreParts, pipeline: PipelineParts, broker: MqttBroker, adminToken: string, latency: LatencyQuery): Promise<number> {
+  private async startHttp(
+    store: StoreParts, pipeline: PipelineParts, { supervisor, troubles }: SupervisionParts, devices: DeviceControl, adminToken: string, latency: LatencyQuery,
+  ): Promise<number> {
     const { registry, alerts, audit, tokens, commits } = store;
     const httpLimiter = new AuthLimiter(HTTP_AUTH_FAILURES_PER_MINUTE, this.clock);
     const http = (this.http = await buildApp({
@@ -266,7 +329,7 @@ export class Gateway {
       registry, alerts, audit, tokens, commits, lifecycle: pipeline.lifecycle, routes: pipeline.routes, counters: this.counters,
       health: () => this.health(pipeline.policeUrl),
       latency,
-      isOnline: (id) => broker.isConnected(id) || (this.serial?.isOnline(id) ?? false),
+      isOnline: (id) => supervisor.online(id), devices, troubles,
       log: this.log('http'),
       rateLimitPerMinute: this.config.http.rateLimitPerMinute,
       ...(this.config.http.tls ? { https: await tlsOptions(this.config.http.tls) } : {}),
@@ -280,14 +343,6 @@ export class Gateway {
     await this.policeSim.start();
     this.rootLog.warn({ url: this.policeSim.url() }, 'NO POLICE URL CONFIGURED: alerts go to an in-process POLICE SIMULATOR, not to the police. Set SAFEHAVEN_POLICE_URL.');
     return this.policeSim.url();
-  }
-
-  /** The heartbeat interval every device should use, on its retained config topic. */
-  private async publishDeviceConfig(registry: Registry, broker: MqttBroker): Promise<void> {
-    const payload = JSON.stringify(ConfigPayload.parse({ heartbeatSec: this.config.supervision.heartbeatSec }));
-    for (const device of registry.allDevices()) {
-      await broker.publish(topics.config(device.id), payload, { qos: 1, retain: true });
-    }
   }
 
   private health(policeUrl: string): HealthReport {
@@ -304,6 +359,7 @@ export class Gateway {
       police: { simulator, defaultUrl: policeUrl, routes: this.routes!.describe(), ...dispatch },
       influx: this.metrics!.status(),
       serial,
+      supervision: { ...this.supervisor!.status(), openTroubles: this.troubles!.openCount() },
       counters: this.counters.snapshot(),
     };
   }
@@ -311,6 +367,7 @@ export class Gateway {
   /** Stops taking new work first, then lets in-flight work finish, then closes the store. */
   async stop(): Promise<void> {
     if (this.presenceTimer) clearInterval(this.presenceTimer);
+    this.supervisor?.stop();
     await this.http?.close();
     await this.serial?.stop();
     await this.broker?.stop();
@@ -320,9 +377,10 @@ export class Gateway {
     await this.policeClient?.close();
     await this.metrics?.stop();
     await this.registry?.flushPresence().catch((err) => this.rootLog.error({ err }, 'presence flush on shutdown failed'));
+    await this.troubles?.stop();
     this.commits?.close();
     this.db?.close();
     await this.policeSim?.stop();
-    this.http = this.broker = this.dispatcher = this.commits = this.db = this.serial = this.metrics = null;
+    this.http = this.broker = this.dispatcher = this.commits = this.db = this.serial = this.metrics = this.supervisor = this.troubles = null;
   }
 }

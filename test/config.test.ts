@@ -2,7 +2,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadConfig, ConfigError, serialPorts } from '../gateway/config.ts';
+import { loadConfig, ConfigError, serialPorts, supervisionClasses } from '../gateway/config.ts';
 
 let dir: string;
 beforeAll(() => { dir = mkdtempSync(join(tmpdir(), 'safehaven-config-')); });
@@ -143,5 +143,22 @@ describe('loadConfig errors', () => {
     const error = configError({ SAFEHAVEN_CONFIG: path() });
     expect(error.message).toContain('SAFEHAVEN_CONFIG');
     expect(error.setting).toBe('SAFEHAVEN_CONFIG');
+  });
+});
+
+describe('supervision classes', () => {
+  it('fill each type from the defaults, the environment and the file', () => {
+    const path = configFile({ supervision: { classes: { 'panic-button': { intervalSec: 30, graceSec: 10, lowBatteryPercent: 25 }, 'rf-receiver': { intervalSec: 120 } } } });
+    const classes = supervisionClasses(loadConfig({ SAFEHAVEN_CONFIG: path, SAFEHAVEN_HEARTBEAT_SEC: '90', SAFEHAVEN_HEARTBEAT_GRACE_SEC: '20' }).supervision);
+    expect(classes['panic-button']).toEqual({ intervalSec: 30, graceSec: 10, lowBatteryPercent: 25 });
+    expect(classes['motion-sensor']).toEqual({ intervalSec: 90, graceSec: 20, lowBatteryPercent: 15 });
+    expect(classes['rf-receiver']).toEqual({ intervalSec: 120, graceSec: 20, lowBatteryPercent: null });
+  });
+
+  it('refuses an unknown type or a bad interval, naming the setting', () => {
+    expect(configError({ SAFEHAVEN_CONFIG: configFile({ supervision: { classes: { toaster: { intervalSec: 5 } } } }) }).message).toContain('supervision.classes');
+    expect(configError({ SAFEHAVEN_CONFIG: configFile({ supervision: { classes: { 'door-sensor': { intervalSec: 0 } } } }) }).message)
+      .toContain('supervision.classes.door-sensor.intervalSec');
+    expect(configError({ SAFEHAVEN_HEARTBEAT_GRACE_SEC: '-1' }).setting).toBe('SAFEHAVEN_HEARTBEAT_GRACE_SEC');
   });
 });

@@ -141,6 +141,15 @@ describe('heartbeats and the receiver', () => {
     expect((await serialHealth()).status).toBe('ok');
     expect((await gw.api('GET', '/api/devices/rx-store-01')).json.online).toBe(true);
   });
+
+  it('tells each radio device its heartbeat interval by a CFG frame when first heard, and all of them again after a BOOT', async () => {
+    const first = await waitFor(() => dongle.configs.find((c) => c.deviceId === 'ms-home-0001'), 'the CFG of the sensor');
+    expect(first).toEqual({ kind: 'CFG', deviceId: 'ms-home-0001', heartbeatSec: 60 });
+    const before = dongle.configs.length;
+    dongle.boot();
+    await waitFor(() => dongle.configs.slice(before).some((c) => c.deviceId === 'ms-home-0001'), 'the CFGs after the boot');
+    expect(dongle.configs.slice(before)).toContainEqual({ kind: 'CFG', deviceId: 'rx-store-01', heartbeatSec: 60 });
+  });
 });
 
 describe('an unplugged receiver', () => {
@@ -153,6 +162,10 @@ describe('an unplugged receiver', () => {
     expect(trouble.serial.status).toBe('trouble');
     expect(gw.logs.find((l) => l.code === 'SERIAL_RECEIVER_OFFLINE')).toMatchObject({ port: 'rx1', level: 50 });
     expect(gw.logs.lines.filter((l) => l.code === 'SERIAL_PORT_UNAVAILABLE' && l.level === 40)).toHaveLength(1);
+    // The dongle named itself and is a registered device: the trouble entry is on it.
+    const entries = async () => (await gw.api('GET', '/api/troubles')).json.items as Array<{ kind: string; deviceId: string | null; siteId: string | null }>;
+    const entry = await waitFor(async () => (await entries()).find((t) => t.kind === 'receiver-offline'), 'the receiver-offline trouble');
+    expect(entry).toMatchObject({ deviceId: 'rx-store-01', siteId: 'store-0001', severity: 8 });
 
     const opened = cable.opened;
     cable.plug();
@@ -162,6 +175,9 @@ describe('an unplugged receiver', () => {
     const health = await serialHealth();
     expect(health).toMatchObject({ status: 'ok', trouble: false });
     expect(gw.logs.find((l) => l.code === 'SERIAL_RECEIVER_BACK')).toBeDefined();
+    // Its own trouble clears when the dongle speaks again.
+    dongle.health();
+    await waitFor(async () => !(await entries()).some((t) => t.kind === 'receiver-offline'), 'the receiver restore');
   });
 });
 

@@ -9,12 +9,13 @@ import type { Clock } from '../clock.ts';
 import { LogThrottle } from '../log-throttle.ts';
 import type { Counters } from '../metrics/counters.ts';
 import type { AlertIntake } from '../pipeline/alert-intake.ts';
-import type { Registry } from '../registry/registry.ts';
+import type { PresenceSink } from '../supervision/supervisor.ts';
 import type { DeviceRateLimiter } from './device-rate-limiter.ts';
 
 export interface DeviceUplinkDeps {
   intake: AlertIntake;
-  registry: Registry;
+  /** Supervision: every message is a check-in. */
+  presence: PresenceSink;
   clock: Clock;
   counters: Counters;
   log: Logger;
@@ -50,6 +51,7 @@ export class DeviceUplink {
       case 'event': {
         const parsed = parseJsonPayload(EventPayload, payload);
         if (!parsed.ok) return this.reject(deviceId, channel, parsed);
+        this.deps.presence.heard(deviceId, { battery: parsed.value.battery, rssi: parsed.value.rssi }, receivedAt, 'mqtt');
         await this.deps.intake.accept({ deviceId, event: parsed.value, source: 'mqtt', receivedAt });
         return;
       }
@@ -57,13 +59,14 @@ export class DeviceUplink {
         const parsed = parseJsonPayload(HeartbeatPayload, payload);
         if (!parsed.ok) return this.reject(deviceId, channel, parsed);
         const { battery, rssi, fw } = parsed.value;
-        this.deps.registry.notePresence(deviceId, { battery, rssi, fw }, receivedAt);
+        this.deps.presence.heard(deviceId, { battery, rssi, fw }, receivedAt, 'mqtt');
         return;
       }
       case 'status': {
         const parsed = parseStatus(payload);
         if (!parsed.ok) return this.reject(deviceId, channel, parsed);
-        this.deps.registry.notePresence(deviceId, {}, receivedAt);
+        if (parsed.value === 'offline') this.deps.presence.statusOffline(deviceId, receivedAt);
+        else this.deps.presence.heard(deviceId, {}, receivedAt, 'mqtt');
         return;
       }
     }

@@ -23,11 +23,17 @@ export interface MqttBrokerOptions {
 
 type Hooks = Required<Pick<AedesOptions, 'authenticate' | 'authorizePublish' | 'authorizeSubscribe' | 'authorizeForward'>>;
 
+/** A session opened, or ended: `lost` says why when the client sent no DISCONNECT, null when it did. */
+export type SessionChange = { clientId: string; open: true } | { clientId: string; open: false; lost: string | null };
+
 export class MqttBroker {
   private aedes: Aedes | null = null;
   private listeners: ListenerHandle[] = [];
   /** By client object: a session taken over by a new connection must not mark the new one offline when the old one closes. */
   private readonly connected = new Map<string, Client>();
+  private readonly sessionListeners: Array<(change: SessionChange) => void> = [];
+  /** Clients aedes is closing for a missed keepalive, so their disconnect can say so. */
+  private readonly keepaliveExpired = new WeakSet<Client>();
 
   constructor(
     private readonly opts: MqttBrokerOptions,
@@ -55,10 +61,17 @@ export class MqttBroker {
     aedes.on('clientReady', (client) => {
       this.connected.set(client.id, client);
       this.log.debug({ clientId: client.id }, 'device connected');
+      this.emitSession({ clientId: client.id, open: true });
     });
+    aedes.on('keepaliveTimeout', (client) => this.keepaliveExpired.add(client));
     aedes.on('clientDisconnect', (client) => {
-      if (this.connected.get(client.id) === client) this.connected.delete(client.id);
-      this.log.debug({ clientId: client.id }, 'device disconnected');
+      // aedes sets _disconnected only for a valid DISCONNECT packet (it then skips the will too).
+      const clean = (client as unknown as { _disconnected?: boolean })._disconnected === true;
+      const lost = clean ? null : this.keepaliveExpired.has(client) ? 'keepalive timeout' : 'closed without DISCONNECT';
+      this.log.debug({ clientId: client.id, lost }, 'device disconnected');
+      if (this.connected.get(client.id) !== client) return;
+      this.connected.delete(client.id);
+      this.emitSession({ clientId: client.id, open: false, lost });
     });
     this.aedes = aedes;
 
@@ -94,6 +107,21 @@ export class MqttBroker {
   /** Every listener, for the start-up banner. */
   endpoints(): Array<{ kind: Transport; port: number }> {
     return this.listeners.map((l) => ({ kind: l.kind, port: l.port() }));
+  }
+
+  /** Sessions opening and ending; a takeover ends the old session just before the new one opens. */
+  onSession(listener: (change: SessionChange) => void): void {
+    this.sessionListeners.push(listener);
+  }
+
+  private emitSession(change: SessionChange): void {
+    for (const listener of this.sessionListeners) {
+      try {
+        listener(change);
+      } catch (err) {
+        this.log.error({ err, clientId: change.clientId }, 'session listener failed');
+      }
+    }
   }
 
   /** The live connection holding this client id. */

@@ -13,6 +13,8 @@ import type { AlertRepo } from '../store/alert-repo.ts';
 import type { AuditRepo } from '../store/audit-repo.ts';
 import type { CommitQueue } from '../store/commit-queue.ts';
 import type { TokenRepo } from '../store/token-repo.ts';
+import type { DeviceControl } from '../supervision/device-control.ts';
+import type { TroubleBook } from '../supervision/trouble-book.ts';
 import type { AuthDeps } from './auth.ts';
 import { HttpError, installErrorHandler } from './errors.ts';
 import { installSecurityHeaders } from './security-headers.ts';
@@ -26,6 +28,7 @@ import { metricsRoutes } from './routes/metrics.ts';
 import { securityRoutes, type SecurityReport } from './routes/security.ts';
 import { siteRoutes } from './routes/sites.ts';
 import { tokenRoutes } from './routes/tokens.ts';
+import { troubleRoutes } from './routes/troubles.ts';
 
 export interface AppDeps {
   auth: AuthDeps;
@@ -38,6 +41,8 @@ export interface AppDeps {
   routes: RouteTable;
   counters: Counters;
   isOnline: (deviceId: string) => boolean;
+  devices: DeviceControl;
+  troubles: TroubleBook;
   health: () => HealthReport;
   security: () => SecurityReport;
   latency: LatencyQuery;
@@ -81,6 +86,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(siteRoutes, deps);
   await app.register(alertRoutes, deps);
   await app.register(tokenRoutes, deps);
+  await app.register(troubleRoutes, deps);
   await app.register(policeStatusRoutes, { ...deps, now: deps.auth.now });
   await app.register(latencyRoutes, deps);
   await app.register(dashboardRoutes);

@@ -70,9 +70,11 @@ export class Registry {
     if (!device) return 'unknown-device';
     if (device.revokedAt !== null) return 'revoked';
     if (this.verified.matches(deviceId, secret)) return 'ok';
-    if (!(await verifySecret(secret, device.secretHash))) return 'bad-secret';
-    // Re-check: the device may have been revoked while scrypt ran.
+    const hash = device.secretHash;
+    if (!(await verifySecret(secret, hash))) return 'bad-secret';
+    // Re-check: the device may have been revoked, or its secret rotated, while scrypt ran.
     if (this.devices.get(deviceId)?.revokedAt !== null) return 'revoked';
+    if (device.secretHash !== hash) return 'bad-secret';
     this.verified.remember(deviceId, secret);
     return 'ok';
   }
@@ -126,6 +128,41 @@ export class Registry {
       this.devices.delete(id);
       throw err;
     }
+    return { device, secret };
+  }
+
+  /**
+   * Refuses the device from now on (authenticate answers 'revoked'); idempotent.
+   * The caller closes its live sessions. Returns null for an unknown device.
+   */
+  async revoke(deviceId: string): Promise<DeviceRecord | null> {
+    const device = this.devices.get(deviceId);
+    if (!device) return null;
+    if (device.revokedAt !== null) return device;
+    const at = this.clock.now();
+    // In memory first: a CONNECT racing the commit is already refused.
+    device.revokedAt = at;
+    this.verified.forget(deviceId);
+    try {
+      await this.commits.write(() => this.repo.revoke(deviceId, at));
+    } catch (err) {
+      device.revokedAt = null;
+      throw err;
+    }
+    return device;
+  }
+
+  /** A new secret for a device (and a new radio key from it); the only time this secret exists outside the device. */
+  async rotateSecret(deviceId: string): Promise<{ device: DeviceRecord; secret: string } | null> {
+    const device = this.devices.get(deviceId);
+    if (!device || device.revokedAt !== null) return null;
+    const secret = generateSecret();
+    const secretHash = await hashSecret(secret, STRONG_COST);
+    const radioKey = deriveRadioKey(secret);
+    await this.commits.write(() => this.repo.setSecret(deviceId, secretHash, radioKey));
+    device.secretHash = secretHash;
+    device.radioKey = radioKey;
+    this.verified.forget(deviceId);
     return { device, secret };
   }
 

@@ -6,8 +6,17 @@ import type { PortLink } from './port-link.ts';
 export class DeviceRoutes {
   private readonly links = new Map<string, PortLink>();
 
-  note(deviceId: string, link: PortLink): void {
+  /** True when the device is new on this link (its config frame is due). */
+  note(deviceId: string, link: PortLink): boolean {
+    if (this.links.get(deviceId) === link) return false;
     this.links.set(deviceId, link);
+    return true;
+  }
+
+  devicesOnLink(link: PortLink): string[] {
+    const ids: string[] = [];
+    for (const [id, l] of this.links) if (l === link) ids.push(id);
+    return ids;
   }
 
   linkFor(deviceId: string): PortLink | undefined {
@@ -15,8 +24,6 @@ export class DeviceRoutes {
   }
 
   devicesOn(link: PortLink): number {
-    let n = 0;
-    for (const l of this.links.values()) if (l === link) n++;
-    return n;
+    return this.devicesOnLink(link).length;
   }
 }

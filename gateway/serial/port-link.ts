@@ -52,9 +52,14 @@ export interface ReceiverInfo {
 export type LinkState = 'stopped' | 'opening' | 'open' | 'closed';
 export type SendOutcome = 'sent' | 'port-closed' | 'backlog';
 
+/** What happened to a link: its port opened or closed, or it has been down past the trouble threshold. */
+export type LinkEvent = 'up' | 'down' | 'trouble';
+
 export interface PortLinkDeps {
   factory: PortFactory;
   sink: LinkSink;
+  /** Supervision hears of every up, down and trouble (the receiver-offline trouble entry). */
+  watch?: (link: PortLink, event: LinkEvent) => void;
   clock: Clock;
   counters: Counters;
   log: Logger;
@@ -114,6 +119,11 @@ export class PortLink {
     if (port.writableLength + line.length > MAX_PENDING_WRITE_BYTES) return 'backlog';
     port.write(line);
     return 'sent';
+  }
+
+  /** The dongle's id, once it has named itself by a boot or health line. */
+  receiverId(): string | null {
+    return this.receiver?.id ?? null;
   }
 
   receiverOnline(receiverId: string): boolean {
@@ -193,6 +203,7 @@ export class PortLink {
     });
     port.pipe(cap).pipe(lines);
     this.chain = { cap, lines };
+    this.deps.watch?.(this, 'up');
   }
 
   private down(port: SerialPortLike, err: Error): void {
@@ -203,6 +214,7 @@ export class PortLink {
     if (wasOpen) {
       this.deps.counters.inc('serial_port_closes_total', { port: this.name });
       this.deps.log.warn({ path: this.config.path, err: err.message, code: 'SERIAL_PORT_CLOSED' }, `serial port ${this.name} closed: receiver offline, reopening`);
+      this.deps.watch?.(this, 'down');
     }
     this.failed(err);
   }
@@ -238,6 +250,7 @@ export class PortLink {
       path: this.config.path, receiverId: this.receiver?.id ?? null, offlineSince: iso(this.offlineSince), lastError: this.lastError,
       code: 'SERIAL_RECEIVER_OFFLINE',
     }, `RF receiver on ${this.name} offline for more than ${this.offlineTroubleSec} s: radio buttons and sensors behind it are not heard`);
+    this.deps.watch?.(this, 'trouble');
   }
 
   private portError(port: SerialPortLike, err: Error): void {

@@ -8,8 +8,9 @@ import type { Counters } from '../metrics/counters.ts';
 import type { AlertBus } from '../pipeline/alert-bus.ts';
 import type { AlertIntake } from '../pipeline/alert-intake.ts';
 import type { Registry } from '../registry/registry.ts';
+import type { Supervisor } from '../supervision/supervisor.ts';
 import { DeviceRoutes } from './device-routes.ts';
-import { PortLink, openSystemPort, REOPEN_POLICY, type PortFactory, type ReopenPolicy } from './port-link.ts';
+import { PortLink, openSystemPort, REOPEN_POLICY, type LinkEvent, type PortFactory, type ReopenPolicy } from './port-link.ts';
 import type { SeqWindow } from '../pipeline/seq-window.ts';
 import { announceOverSerial } from './serial-acks.ts';
 import { SerialUplink } from './serial-uplink.ts';
@@ -17,6 +18,8 @@ import { SerialUplink } from './serial-uplink.ts';
 export interface SerialBridgeOptions {
   ports: Array<Required<SerialPortConfig>>;
   offlineTroubleSec: number;
+  /** The heartbeat interval for a device's CFG frame; null for a device not in the registry. */
+  heartbeatSec: (deviceId: string) => number | null;
 }
 
 export interface SerialBridgeDeps {
@@ -25,6 +28,8 @@ export interface SerialBridgeDeps {
   /** The same seq window as the intake's: radio heartbeats use it too. */
   window: SeqWindow;
   bus: AlertBus;
+  /** Hears every radio check-in and the receivers' ports coming and going. */
+  supervisor: Pick<Supervisor, 'heard' | 'statusOffline' | 'receiverPortChanged' | 'receiverDown' | 'receiverPortUp'>;
   clock: Clock;
   counters: Counters;
   log: Logger;
@@ -45,9 +50,10 @@ export class SerialBridge {
   private readonly unsubscribe: Array<() => void> = [];
 
   constructor(private readonly options: SerialBridgeOptions, private readonly deps: SerialBridgeDeps) {
-    const uplink = new SerialUplink({ ...deps, routes: this.routes });
+    const uplink = new SerialUplink({ ...deps, routes: this.routes, presence: deps.supervisor, heartbeatSec: options.heartbeatSec });
     const linkDeps = {
       factory: deps.portFactory ?? openSystemPort, sink: uplink, clock: deps.clock, counters: deps.counters, reopen: deps.reopen ?? REOPEN_POLICY,
+      watch: (link: PortLink, event: LinkEvent) => this.linkChanged(link, event),
     };
     this.links = options.ports.map((port) => new PortLink(port, options.offlineTroubleSec, { ...linkDeps, log: deps.log.child({ port: port.name }) }));
   }
@@ -65,6 +71,21 @@ export class SerialBridge {
   async stop(): Promise<void> {
     this.unsubscribe.splice(0).forEach((off) => off());
     await Promise.all(this.links.map((link) => link.stop()));
+  }
+
+  /**
+   * A receiver down past serial.offlineTroubleSec is a receiver-offline trouble: on its
+   * rf-receiver device when the dongle has named itself and is registered, else on the port.
+   */
+  private linkChanged(link: PortLink, event: LinkEvent): void {
+    const { supervisor } = this.deps;
+    if (event === 'trouble') {
+      const detail = `serial port ${link.name} (${link.config.path}) down for more than ${this.options.offlineTroubleSec} s: radio devices behind it are not heard`;
+      supervisor.receiverDown(link.receiverId(), link.name, detail);
+      return;
+    }
+    if (event === 'up') supervisor.receiverPortUp(link.name);
+    supervisor.receiverPortChanged(link.receiverId());
   }
 
   /** A receiver (an `rf-receiver` device) is online while a port is open and the dongle on it has named itself. */

@@ -4,7 +4,7 @@
 // nothing a dongle sends can throw out of here.
 import type { Logger } from 'pino';
 import {
-  MAX_LINE_BYTES, parseLine, verifyFrameMac,
+  formatConfig, MAX_LINE_BYTES, parseLine, verifyFrameMac,
   type DeviceEventFrame, type HeartbeatFrame, type LineErrorReason,
 } from '../../protocol/index.ts';
 import type { Clock } from '../clock.ts';
@@ -12,6 +12,7 @@ import { LogThrottle } from '../log-throttle.ts';
 import type { Counters } from '../metrics/counters.ts';
 import { IntakeError, type AlertIntake } from '../pipeline/alert-intake.ts';
 import type { Registry } from '../registry/registry.ts';
+import type { PresenceSink } from '../supervision/supervisor.ts';
 import type { DeviceRoutes } from './device-routes.ts';
 import type { LinkSink, PortLink } from './port-link.ts';
 import type { SeqWindow } from '../pipeline/seq-window.ts';
@@ -25,6 +26,10 @@ export interface SerialUplinkDeps {
   intake: AlertIntake;
   window: SeqWindow;
   routes: DeviceRoutes;
+  /** Supervision: every verified frame, boot and health line is a check-in. */
+  presence: PresenceSink;
+  /** The heartbeat interval for a device's CFG frame; null for a device not in the registry. */
+  heartbeatSec: (deviceId: string) => number | null;
   clock: Clock;
   counters: Counters;
   log: Logger;
@@ -63,9 +68,13 @@ export class SerialUplink implements LinkSink {
       case 'BOOT':
         link.noteBoot(frame, receivedAt);
         this.deps.log.info({ port: link.name, receiverId: frame.receiverId, fw: frame.fw }, `receiver ${frame.receiverId} booted on ${link.name}`);
+        this.deps.presence.heard(frame.receiverId, { fw: frame.fw }, receivedAt, 'serial');
+        // A rebooted dongle has forgotten every interval: its own, and those it relays.
+        for (const id of [frame.receiverId, ...this.deps.routes.devicesOnLink(link)]) this.sendConfig(link, id);
         return;
       case 'RHL':
         link.noteHealth(frame, receivedAt);
+        this.deps.presence.heard(frame.receiverId, {}, receivedAt, 'serial');
         return;
       case 'ACK': case 'CFG':
         // Our own downlink coming back: an echoing port or a wiring loop, never a dongle.
@@ -76,7 +85,7 @@ export class SerialUplink implements LinkSink {
   private async event(link: PortLink, frame: DeviceEventFrame, receivedAt: number): Promise<void> {
     if (!this.authenticate(link, frame)) return;
     const { deviceId, seq, ts, type, battery, rssi } = frame;
-    this.deps.registry.notePresence(deviceId, { battery, rssi }, receivedAt);
+    this.deps.presence.heard(deviceId, { battery, rssi }, receivedAt, 'serial');
     try {
       // The ACK goes out from the alert bus (serial-acks.ts) once the alert is durable.
       await this.deps.intake.accept({ deviceId, event: { seq, ts, type, battery, rssi }, source: 'serial', receivedAt });
@@ -92,7 +101,7 @@ export class SerialUplink implements LinkSink {
     const { deviceId, seq, battery, rssi, fw } = frame;
     const last = this.deps.window.heartbeatReplay(deviceId, seq);
     if (last !== null) return this.reject(link, 'replayed', `HB seq ${seq} from ${deviceId} does not follow its last HB seq ${last}`, { deviceId, seq });
-    this.deps.registry.notePresence(deviceId, { battery, rssi, fw }, receivedAt);
+    this.deps.presence.heard(deviceId, { battery, rssi, fw }, receivedAt, 'serial');
   }
 
   /** True when the frame's MAC verifies with its device's radio key; routes the device's acks to this link. */
@@ -102,8 +111,16 @@ export class SerialUplink implements LinkSink {
       this.reject(link, refusal[0], refusal[1], { deviceId: frame.deviceId });
       return false;
     }
-    this.deps.routes.note(frame.deviceId, link);
+    if (this.deps.routes.note(frame.deviceId, link)) this.sendConfig(link, frame.deviceId);
     return true;
+  }
+
+  /** The device's heartbeat interval, through the dongle that hears it (INTERFACES §3 CFG). */
+  private sendConfig(link: PortLink, deviceId: string): void {
+    const heartbeatSec = this.deps.heartbeatSec(deviceId);
+    if (heartbeatSec === null) return;
+    const outcome = link.send(formatConfig({ deviceId, heartbeatSec }));
+    this.deps.counters.inc(outcome === 'sent' ? 'serial_configs_sent_total' : 'serial_configs_dropped_total', { port: link.name });
   }
 
   private refusal(frame: DeviceEventFrame | HeartbeatFrame): [SerialRejectReason, string] | null {

@@ -118,6 +118,23 @@ const MIGRATIONS: readonly string[] = [
   ALTER TABLE devices ADD COLUMN radio_key BLOB;
   CREATE INDEX alerts_device_seq ON alerts(device_id, seq);
   `,
+  // Trouble entries (supervision): open ones survive a restart; at most one open per (kind, subject),
+  // the subject being the device id, the site id, or `port:<name>` for a receiver port with no device.
+  `
+  CREATE TABLE troubles (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    device_id TEXT,
+    site_id TEXT,
+    detail TEXT NOT NULL,
+    raised_at INTEGER NOT NULL,
+    cleared_at INTEGER,
+    clear_detail TEXT
+  );
+  CREATE UNIQUE INDEX troubles_open ON troubles(kind, subject) WHERE cleared_at IS NULL;
+  CREATE INDEX troubles_raised ON troubles(raised_at);
+  `,
 ];
 
 const BUSY_TIMEOUT_MS = 250;

@@ -53,6 +53,8 @@ export class RegistryRepo {
       presence: db.prepare(`UPDATE devices SET fw = coalesce(@fw, fw), battery = coalesce(@battery, battery),
         rssi = coalesce(@rssi, rssi), last_seen = @lastSeen WHERE id = @id`),
       siteCount: db.prepare('SELECT count(*) AS n FROM sites').pluck(),
+      revoke: db.prepare('UPDATE devices SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL'),
+      setSecret: db.prepare('UPDATE devices SET secret_hash = ?, radio_key = ? WHERE id = ?'),
     };
   }
 
@@ -82,6 +84,14 @@ export class RegistryRepo {
 
   setRadioKey(id: string, radioKey: Buffer): void {
     this.stmts.setRadioKey.run(radioKey, id);
+  }
+
+  revoke(id: string, at: number): void {
+    this.stmts.revoke.run(at, id);
+  }
+
+  setSecret(id: string, secretHash: string, radioKey: Buffer): void {
+    this.stmts.setSecret.run(secretHash, radioKey, id);
   }
 
   savePresence(p: { id: string; fw: string | null; battery: number | null; rssi: number | null; lastSeen: number | null }): void {
