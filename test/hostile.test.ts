@@ -214,6 +214,8 @@ describe('MQTT garbage and floods', () => {
     await waitFor(() => gw.gateway.counters.total('device_messages_dropped_total') > 0, 'dropped heartbeats');
     const security = await gw.api('GET', '/api/security');
     expect(security.json.floodingDevices).toContain(id);
+    const troubles = (await gw.api('GET', '/api/troubles')).json.items as Array<{ kind: string; deviceId: string | null }>;
+    expect(troubles).toContainEqual(expect.objectContaining({ kind: 'flooding', deviceId: id }));
     await publish(d, topics.event(id), press(1000));
     await waitFor(() => policeGot(deriveAlertId(id, 1000)), 'the flooding device\'s panic at the police');
   });
