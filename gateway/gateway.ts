@@ -20,6 +20,7 @@ import { EscalationWatch } from './dispatch/escalation-watch.ts';
 import { createPoliceClient, type PoliceHttpClient } from './dispatch/police-client.ts';
 import { RouteTable } from './dispatch/route-table.ts';
 import { buildApp } from './http/app.ts';
+import { FeedHub } from './http/feed-hub.ts';
 import type { HealthReport } from './http/routes/health.ts';
 import { createRootLogger } from './logger.ts';
 import { Counters } from './metrics/counters.ts';
@@ -41,6 +42,7 @@ import { CommitQueue } from './store/commit-queue.ts';
 import { openDatabase, type Db } from './store/database.ts';
 import { RegistryRepo } from './store/registry-repo.ts';
 import { TokenRepo } from './store/token-repo.ts';
+import type { PresenceSource, TroubleSource } from './supervision/trouble-source.ts';
 
 export interface GatewayDeps {
   log?: Logger;
@@ -48,7 +50,16 @@ export interface GatewayDeps {
   policeClient?: PoliceHttpClient;
   /** Opens the RF receivers' serial ports; default: the system's (tests pass SerialPortMock). */
   serialPort?: PortFactory;
+  /** Trouble entries and presence for the live feed; default: NO_SUPERVISION (tests pass in-memory ones). */
+  troubles?: TroubleSource;
+  presence?: PresenceSource;
 }
+
+/**
+ * Placeholder: no troubles and no presence changes. Replaced by supervision
+ * when issue 6 merges (its TroubleSource and PresenceSource go to the FeedHub).
+ */
+const NO_SUPERVISION: TroubleSource & PresenceSource = { open: () => [], on: () => () => {}, onPresence: () => () => {} };
 
 /** Where everything is, for the start-up banner, /healthz and tests. */
 export interface GatewayInfo {
@@ -110,6 +121,7 @@ export class Gateway {
   private metrics: Metrics | null = null;
   private presenceTimer: NodeJS.Timeout | null = null;
   private serial: SerialBridge | null = null;
+  private feed: FeedHub | null = null;
   /** The in-process police stand-in when no police URL is configured. */
   policeSim: PoliceSim | null = null;
   info: GatewayInfo | null = null;
@@ -244,11 +256,16 @@ export class Gateway {
 
   private async startHttp(store: StoreParts, pipeline: PipelineParts, broker: MqttBroker, adminToken: string, latency: LatencyQuery): Promise<number> {
     const { registry, alerts, audit, tokens, commits } = store;
+    const health = () => this.health(pipeline.policeUrl);
+    const feed = (this.feed = new FeedHub({
+      bus: pipeline.bus, troubles: this.deps.troubles ?? NO_SUPERVISION, presence: this.deps.presence ?? NO_SUPERVISION,
+      alerts, registry, health, counters: this.counters, homeAudit: { audit, commits, now: () => this.clock.now(), log: this.log('feed') }, log: this.log('feed'),
+    }));
+    feed.start();
     const http = (this.http = await buildApp({
       auth: { tokens, adminToken, now: () => this.clock.now(), limiter: new AuthLimiter(HTTP_AUTH_FAILURES_PER_MINUTE, this.clock) },
       registry, alerts, audit, tokens, commits, lifecycle: pipeline.lifecycle, routes: pipeline.routes, counters: this.counters,
-      health: () => this.health(pipeline.policeUrl),
-      latency,
+      health, latency, feed, dashboard: this.config.dashboard,
       isOnline: (id) => broker.isConnected(id) || (this.serial?.isOnline(id) ?? false),
       log: this.log('http'),
     }));
@@ -292,6 +309,8 @@ export class Gateway {
   /** Stops taking new work first, then lets in-flight work finish, then closes the store. */
   async stop(): Promise<void> {
     if (this.presenceTimer) clearInterval(this.presenceTimer);
+    // Live feeds never end by themselves: close them, or the server would wait for them.
+    this.feed?.stop();
     await this.http?.close();
     await this.serial?.stop();
     await this.broker?.stop();
@@ -304,6 +323,6 @@ export class Gateway {
     this.commits?.close();
     this.db?.close();
     await this.policeSim?.stop();
-    this.http = this.broker = this.dispatcher = this.commits = this.db = this.serial = this.metrics = null;
+    this.http = this.broker = this.dispatcher = this.commits = this.db = this.serial = this.metrics = this.feed = null;
   }
 }

@@ -6,3 +6,5 @@ export * from './json-payload.ts';
 export * from './serial.ts';
 export * from './cap.ts';
 export * from './troubles.ts';
+export * from './feed.ts';
+export * from './geojson.ts';
