@@ -302,6 +302,7 @@ export class Gateway {
       police: { simulator, defaultUrl: policeUrl, routes: this.routes!.describe(), ...dispatch },
       influx: this.metrics!.status(),
       serial,
+      feed: this.feed?.status() ?? null,
       counters: this.counters.snapshot(),
     };
   }

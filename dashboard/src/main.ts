@@ -2,6 +2,8 @@
 // map, the selected alert's detail and actions, device health, latency and
 // the audit log. State comes from the live feed (snapshot, then changes);
 // the REST API is read for details and written for actions.
+// Leaflet's stylesheet first, so the dashboard's dark overrides win.
+import 'leaflet/dist/leaflet.css';
 import './styles.css';
 import type { Site } from '../../protocol/schemas.ts';
 import type { Trouble } from '../../protocol/troubles.ts';

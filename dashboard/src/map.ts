@@ -2,7 +2,6 @@
 // alerting sites as pulsing DOM pins above them, district boundaries when
 // the gateway has a boundary file, and a base map only if a tile URL is set.
 import L from 'leaflet';
-import 'leaflet/dist/leaflet.css';
 import type { Site } from '../../protocol/schemas.ts';
 import { h } from './dom.ts';
 
@@ -32,6 +31,8 @@ export class CityMap {
     }
     this.siteLayer.addTo(this.map);
     this.alertLayer.addTo(this.map);
+    // The grid may still be settling when the map is made: measure again once it has.
+    new ResizeObserver(() => this.map.invalidateSize()).observe(el);
   }
 
   drawDistricts(collection: GeoJSON.FeatureCollection): void {
@@ -70,9 +71,5 @@ export class CityMap {
 
   focus(site: Site): void {
     this.map.flyTo([site.lat, site.lon], Math.max(this.map.getZoom(), 14), { duration: 0.6 });
-  }
-
-  invalidate(): void {
-    this.map.invalidateSize();
   }
 }

@@ -22,7 +22,11 @@ import { alertView, type AlertView } from './views.ts';
 export interface FeedLimits {
   /** Connected feeds at most; one more is refused with 503. */
   maxClients: number;
-  /** Bytes written to a client but not yet taken by its socket; past this the client is dropped. */
+  /**
+   * Bytes written to a client but not yet taken by its socket, beyond its
+   * snapshot (which may be large after an outage); past this it is dropped.
+   * The kernel's socket buffers (several MB on Linux) come on top.
+   */
   maxBufferedBytes: number;
   /** Changes waiting for the next fan-out; past this every client is dropped (each replays on reconnect). */
   maxPending: number;
@@ -33,7 +37,7 @@ export interface FeedLimits {
 }
 
 export const DEFAULT_FEED_LIMITS: FeedLimits = {
-  maxClients: 200, maxBufferedBytes: 4 * 1024 * 1024, maxPending: 10_000, keepaliveMs: 15_000, healthMs: 10_000,
+  maxClients: 200, maxBufferedBytes: 1024 * 1024, maxPending: 10_000, keepaliveMs: 15_000, healthMs: 10_000,
 };
 
 /** Most open alerts a snapshot replays (the REST list's maximum too). */
@@ -55,6 +59,8 @@ export interface FeedHubDeps {
 interface FeedClient {
   principal: Principal;
   res: ServerResponse;
+  /** maxBufferedBytes plus this client's snapshot. */
+  allowance: number;
 }
 
 type Pending =
@@ -103,8 +109,11 @@ export class FeedHub {
     this.clients.clear();
   }
 
-  connected(): number {
-    return this.clients.size;
+  /** For /healthz: how many feeds, and the largest backlog of bytes a client has not taken yet. */
+  status(): { clients: number; maxClients: number; largestBacklogBytes: number } {
+    let largest = 0;
+    for (const { res } of this.clients) largest = Math.max(largest, res.writableLength);
+    return { clients: this.clients.size, maxClients: this.limits.maxClients, largestBacklogBytes: largest };
   }
 
   /** True when one more feed would pass the limit; counted and logged as a refusal. */
@@ -120,7 +129,7 @@ export class FeedHub {
    * (open alerts, open troubles, health), then the changes as they come.
    */
   attach(principal: Principal, res: ServerResponse): void {
-    const client: FeedClient = { principal, res };
+    const client: FeedClient = { principal, res, allowance: this.limits.maxBufferedBytes };
     res.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-store',
@@ -128,7 +137,6 @@ export class FeedHub {
       // A buffering proxy would hold alerts back until its buffer fills.
       'x-accel-buffering': 'no',
     });
-    res.socket?.setNoDelay(true);
     this.clients.add(client);
     this.deps.counters.inc('feed_clients_connected_total');
     res.on('close', () => this.clients.delete(client));
@@ -136,11 +144,13 @@ export class FeedHub {
     const open = alerts.list({ open: true, limit: SNAPSHOT_ALERTS });
     auditHomeReadsBy(this.deps.homeAudit, principal, open.map((a) => registry.site(a.siteId)), 'homes.read.feed');
     this.write(client, sseFrame('hello', { name: principal.name, role: principal.role, serverTime: new Date(this.deps.homeAudit.now()).toISOString() }));
-    this.write(client, sseFrame('snapshot', {
+    const snapshot = sseFrame('snapshot', {
       alerts: open.map((a) => alertView(a, registry.site(a.siteId), principal.role)),
       troubles: troubles.open(),
       health: health(),
-    }));
+    });
+    client.allowance += Buffer.byteLength(snapshot);
+    this.write(client, snapshot);
   }
 
   private enqueue(item: Pending): void {
@@ -207,7 +217,7 @@ export class FeedHub {
   private write(client: FeedClient, frame: string): void {
     const { res } = client;
     if (res.destroyed || res.writableEnded) return;
-    if (res.writableLength > this.limits.maxBufferedBytes) {
+    if (res.writableLength > client.allowance) {
       this.drop(client, 'slow');
       return;
     }

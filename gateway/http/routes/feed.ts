@@ -17,6 +17,12 @@ export const feedRoutes: FastifyPluginAsync<FeedRoutesDeps> = async (app, { auth
       throw new HttpError(503, 'FEED_FULL', 'too many live feeds are connected: try again shortly');
     }
     reply.hijack();
-    feed.attach(req.principal!, reply.raw);
+    try {
+      feed.attach(req.principal!, reply.raw);
+    } catch (err) {
+      // Taken over: fastify's error handler can no longer answer, so close, and the client retries.
+      req.log.error({ err }, 'live feed could not start');
+      reply.raw.destroy();
+    }
   });
 };
