@@ -229,7 +229,10 @@ function applyAlert(alert: AlertView): boolean {
 function announceNew(alert: AlertView): void {
   state.flashing.set(alert.id, Date.now() + FLASH_MS);
   const top = sortedAlerts()[0];
-  if (!state.selected || !state.alerts.has(state.selected) || top?.id === alert.id) state.selected = alert.id;
+  // Jump to the new alert unless the dispatcher is in the middle of writing a resolve note.
+  const note = document.querySelector<HTMLTextAreaElement>('textarea[name=note]');
+  const busy = note !== null && (note.value.trim() !== '' || document.activeElement === note);
+  if (!state.selected || !state.alerts.has(state.selected) || (top?.id === alert.id && !busy)) state.selected = alert.id;
   if (alert.priority >= ALARM_PRIORITY) {
     const flash = document.getElementById('flash');
     flash?.classList.remove('on');
@@ -253,16 +256,22 @@ function changed(): void {
 
 // ---------- queue ----------
 
-/** Severity first; among equals, those no dispatcher has taken come first; then the longest waiting. */
+/**
+ * Severity first; among equals, those no dispatcher has taken yet, newest
+ * first, so a new panic lands on top (the older ones stay red and keep the
+ * alarm ringing until taken); then the taken ones, newest first.
+ */
 function sortedAlerts(): AlertView[] {
   return [...state.alerts.values()].sort((a, b) => b.priority - a.priority
     || Number(a.ackedAt !== null) - Number(b.ackedAt !== null)
-    || Date.parse(a.pressedAt ?? '') - Date.parse(b.pressedAt ?? ''));
+    || Date.parse(b.pressedAt ?? '') - Date.parse(a.pressedAt ?? ''));
 }
 
 function stateChip(a: AlertView): HTMLElement {
   const cls = a.state === 'escalated' ? 'bad' : a.state === 'acknowledged' ? 'ok' : a.state === 'dispatched' ? 'info' : 'warn';
-  return h('span', { class: `chip ${cls}`, 'data-state': a.state }, STATE_LABELS[a.state] ?? a.state);
+  // "acknowledged" is reached by a police 2xx or by a dispatcher, whichever came first.
+  const label = a.state === 'acknowledged' && !a.deliveredAt ? 'Acknowledged' : STATE_LABELS[a.state] ?? a.state;
+  return h('span', { class: `chip ${cls}`, 'data-state': a.state }, label);
 }
 
 function alertCard(a: AlertView): HTMLElement {
@@ -283,14 +292,14 @@ function alertCard(a: AlertView): HTMLElement {
   h('div', { class: 'addr' }, site?.address ?? ''),
   h('div', { class: 'meta' },
     site?.phone ? h('span', { class: 'phone' }, `☎ ${site.phone}`) : null,
-    h('span', {}, site?.district ?? ''),
-    h('span', {}, site?.policeStation ?? '')),
+    h('span', {}, [site?.district, site?.policeStation].filter(Boolean).join(' · '))),
   h('div', { class: 'card-bottom' },
     stateChip(a),
     a.policeStatus ? h('span', { class: 'chip info' }, `police: ${a.policeStatus}`) : null,
-    a.caseId ? h('span', { class: 'case' }, a.caseId) : null,
+    a.caseId ? h('span', { class: 'case' }, a.caseId) : null),
+  h('div', { class: 'card-bottom' },
+    a.ackedAt ? h('span', { class: 'taken-by' }, `✓ taken by ${a.ackedBy ?? ''}`) : h('span', { class: 'untaken' }, 'NOT ACKNOWLEDGED'),
     h('span', { class: 'spacer' }),
-    a.ackedAt ? h('span', { class: 'taken-by' }, `✓ ${a.ackedBy ?? ''}`) : h('span', { class: 'untaken' }, 'NOT ACKNOWLEDGED'),
     canAct() && !a.ackedAt ? h('button', { class: 'ack small primary', onclick: (ev) => { ev.stopPropagation(); void acknowledge(a.id); } }, 'Acknowledge') : null));
 }
 

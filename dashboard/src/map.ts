@@ -31,6 +31,10 @@ export class CityMap {
     }
     this.siteLayer.addTo(this.map);
     this.alertLayer.addTo(this.map);
+    const legend = new L.Control({ position: 'bottomleft' });
+    legend.onAdd = () => h('div', { class: 'legend' },
+      h('span', { class: 'dot store' }), 'store', h('span', { class: 'dot home' }), 'home', h('span', { class: 'dot alerting' }), 'alerting');
+    legend.addTo(this.map);
     // The grid may still be settling when the map is made: measure again once it has.
     new ResizeObserver(() => this.map.invalidateSize()).observe(el);
   }
