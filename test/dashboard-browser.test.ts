@@ -87,9 +87,12 @@ describe('dispatcher dashboard in Chromium', () => {
     const page = await login(tokens.dispatcher);
     const store = gw.gateway['registry']!.site('store-0001')!;
 
+    const pressedAt = Date.now();
     const id = await press('pb-store-0001', 1);
     const card = page.locator(`[data-alert-id="${id}"]`);
     await card.waitFor();
+    // A figure, not a bound: the issue asks for "within a second"; this machine is shared.
+    console.log(`dashboard: press → card on screen ${Date.now() - pressedAt} ms (including playwright's polling)`);
     const text = await card.textContent();
     for (const part of [store.name, store.address, store.phone, store.district, store.policeStation, 'PANIC']) expect(text).toContain(part);
     // Ringing until a dispatcher takes it; the new alert is selected and its detail open.

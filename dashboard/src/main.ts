@@ -189,7 +189,7 @@ function onFeed<E extends FeedEventName>(event: E, data: FeedEvents<AlertView>[E
       const isNew = !state.alerts.has(alert.id) && !state.gone.has(alert.id);
       if (!applyAlert(alert)) return;
       if (change === 'received' && isNew) announceNew(alert);
-      changed();
+      changed(alert.id);
       break;
     }
     case 'trouble': {
@@ -241,17 +241,32 @@ function announceNew(alert: AlertView): void {
   }
 }
 
-function changed(): void {
+/** Coalesces a burst of changes into one redraw; the alarm itself is decided at once. */
+let renderTimer: number | null = null;
+let detailStale = false;
+let shownDetail: string | null = null;
+
+/** `alertId`: the alert that changed (its detail is reloaded if shown); none = everything may have. */
+function changed(alertId?: string): void {
   if (state.selected && !state.alerts.has(state.selected)) {
     // The selected alert was resolved: keep its detail visible until another is chosen.
     if (!state.gone.has(state.selected)) state.selected = sortedAlerts()[0]?.id ?? null;
   }
-  renderQueue();
-  renderTroubles();
-  renderSummary();
-  renderMapPins();
   updateAlarm();
-  if (state.tab === 'alert') void loadDetail();
+  if (alertId === undefined || alertId === state.selected || state.selected !== shownDetail) detailStale = true;
+  if (renderTimer !== null) return;
+  renderTimer = window.setTimeout(() => {
+    renderTimer = null;
+    renderQueue();
+    renderTroubles();
+    renderSummary();
+    renderMapPins();
+    if (detailStale && state.tab === 'alert') {
+      detailStale = false;
+      shownDetail = state.selected;
+      void loadDetail();
+    }
+  }, 50);
 }
 
 // ---------- queue ----------
@@ -295,6 +310,7 @@ function alertCard(a: AlertView): HTMLElement {
     h('span', {}, [site?.district, site?.policeStation].filter(Boolean).join(' · '))),
   h('div', { class: 'card-bottom' },
     stateChip(a),
+    a.escalatedAt && !a.deliveredAt && a.state !== 'escalated' ? h('span', { class: 'chip bad' }, 'OVERDUE: no police answer') : null,
     a.policeStatus ? h('span', { class: 'chip info' }, `police: ${a.policeStatus}`) : null,
     a.caseId ? h('span', { class: 'case' }, a.caseId) : null),
   h('div', { class: 'card-bottom' },
@@ -366,7 +382,7 @@ function silence(): void {
 async function acknowledge(id: string): Promise<void> {
   try {
     const alert = await api<AlertView>('POST', `/api/alerts/${id}/ack`, {});
-    if (applyAlert(alert)) changed();
+    if (applyAlert(alert)) changed(alert.id);
   } catch (err) {
     toast(`Acknowledge failed: ${(err as Error).message}`);
   }
@@ -375,7 +391,7 @@ async function acknowledge(id: string): Promise<void> {
 async function resolve(id: string, outcome: string, note: string): Promise<void> {
   try {
     const alert = await api<AlertView>('POST', `/api/alerts/${id}/resolve`, { outcome, ...(note ? { note } : {}) });
-    if (applyAlert(alert)) changed();
+    if (applyAlert(alert)) changed(alert.id);
     toast(`Resolved: ${alert.site?.name ?? id}`, 'ok');
   } catch (err) {
     toast(`Resolve failed: ${(err as Error).message}`);
@@ -392,6 +408,7 @@ function toast(message: string, kind: 'ok' | 'bad' = 'bad'): void {
 
 function select(id: string): void {
   state.selected = id;
+  shownDetail = id;
   state.tab = 'alert';
   renderTabs();
   renderQueue();
