@@ -629,7 +629,7 @@ function renderHealth(): void {
   const troubled = new Set([...state.troubles.values()].map((t) => t.deviceId).filter(Boolean)).size;
   const broker = state.health.broker as { connectedClients?: number } | undefined;
   replaceChildren(el,
-    h('div', { class: 'panel-head' }, h('h4', {}, 'Device health'), h('span', { class: 'dim' }, `${troubled} in trouble · ${broker?.connectedClients ?? '—'} MQTT clients`)),
+    h('div', { class: 'panel-head' }, h('h4', {}, 'Device health'), h('span', { class: 'dim' }, `${troubled} in trouble · ${broker?.connectedClients ?? "—"} connected`)),
     h('table', { class: 'health' },
       h('thead', {}, h('tr', {}, h('th', {}, 'type'), h('th', { class: 'num' }, 'online'), h('th', { class: 'num' }, 'offline'))),
       h('tbody', {}, ...[...byType].sort(([a], [b]) => a.localeCompare(b)).map(([t, c]) => h('tr', { 'data-type': t },
