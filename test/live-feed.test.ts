@@ -187,6 +187,19 @@ describe('live feed over HTTP', () => {
     expect((await first).statusCode).toBe(200);
   });
 
+  it('ends a feed whose token is revoked, at the next keepalive, and counts it', async () => {
+    const f = await makeFeed({ keepaliveMs: 20 });
+    const token = 'soon-revoked-token-0123456789';
+    TOKENS[token] = { id: 't3', role: 'dispatcher', name: 'lee', revokedAt: null, expiresAt: null } as unknown as TokenRecord;
+    const feed = connect(f, token);
+    await waitFor(() => f.hub.status().clients === 1, 'one feed');
+    (TOKENS[token] as unknown as { revokedAt: number }).revokedAt = Date.now();
+    const res = await feed;
+    expect(res.statusCode).toBe(200);
+    expect(f.counters.get('feed_clients_dropped_total', { reason: 'unauthorized' })).toBe(1);
+    expect(f.hub.status().clients).toBe(0);
+  });
+
   it('stops listening to the bus and the sources when stopped', async () => {
     const f = await makeFeed();
     expect(f.sup.listenerCount()).toBe(2);
@@ -220,7 +233,7 @@ describe('fan-out', () => {
   it('writes nothing while the alert bus emits: the fan-out runs on a later turn', async () => {
     const f = await makeFeed();
     const res = new MemoryResponse(false);
-    f.hub.attach(kim, res as unknown as ServerResponse);
+    f.hub.attach(kim, res as unknown as ServerResponse, () => true);
     const afterSnapshot = res.chunks.length;
     f.bus.emit({ kind: 'received', alert: alert('al-2', STORE), site: STORE });
     expect(res.chunks.length).toBe(afterSnapshot);
@@ -232,8 +245,8 @@ describe('fan-out', () => {
     const f = await makeFeed({ maxBufferedBytes: 8 * 1024 });
     const healthy = new MemoryResponse(false);
     const stuck = new MemoryResponse(true);
-    f.hub.attach(kim, healthy as unknown as ServerResponse);
-    f.hub.attach(kim, stuck as unknown as ServerResponse);
+    f.hub.attach(kim, healthy as unknown as ServerResponse, () => true);
+    f.hub.attach(kim, stuck as unknown as ServerResponse, () => true);
     for (let i = 0; i < 200; i++) f.bus.emit({ kind: 'received', alert: alert(`al-${i}`, STORE), site: STORE });
     await nextTurn();
     expect(stuck.destroyed).toBe(true);
@@ -246,7 +259,7 @@ describe('fan-out', () => {
   it('drops every client when changes pile up past the pending bound, so each replays rather than miss one', async () => {
     const f = await makeFeed({ maxPending: 10 });
     const res = new MemoryResponse(false);
-    f.hub.attach(kim, res as unknown as ServerResponse);
+    f.hub.attach(kim, res as unknown as ServerResponse, () => true);
     for (let i = 0; i < 11; i++) f.bus.emit({ kind: 'state', alert: alert('al-3', STORE), site: STORE });
     expect(res.destroyed).toBe(true);
     expect(f.counters.get('feed_overflows_total')).toBe(1);

@@ -59,6 +59,8 @@ export interface FeedHubDeps {
 interface FeedClient {
   principal: Principal;
   res: ServerResponse;
+  /** False once the client's token is revoked or expired: checked at every keepalive. */
+  stillAuthorized: () => boolean;
   /** maxBufferedBytes plus this client's snapshot. */
   allowance: number;
 }
@@ -92,7 +94,7 @@ export class FeedHub {
       troubles.on((change) => this.enqueue({ type: 'trouble', change })),
       presence.onPresence((change) => this.enqueue({ type: 'presence', change })),
     ];
-    const keepalive = setInterval(() => this.broadcast(() => ': keepalive\n\n'), this.limits.keepaliveMs);
+    const keepalive = setInterval(() => this.keepalive(), this.limits.keepaliveMs);
     const health = setInterval(() => this.enqueue({ type: 'health' }), this.limits.healthMs);
     keepalive.unref();
     health.unref();
@@ -128,8 +130,8 @@ export class FeedHub {
    * Takes over a response: writes the stream head, `hello` and the snapshot
    * (open alerts, open troubles, health), then the changes as they come.
    */
-  attach(principal: Principal, res: ServerResponse): void {
-    const client: FeedClient = { principal, res, allowance: this.limits.maxBufferedBytes };
+  attach(principal: Principal, res: ServerResponse, stillAuthorized: () => boolean): void {
+    const client: FeedClient = { principal, res, stillAuthorized, allowance: this.limits.maxBufferedBytes };
     res.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-store',
@@ -151,6 +153,24 @@ export class FeedHub {
     });
     client.allowance += Buffer.byteLength(snapshot);
     this.write(client, snapshot);
+  }
+
+  /**
+   * A stream outlives the check that opened it: a revoked or expired token
+   * must not keep receiving home addresses, so each keepalive checks again
+   * and ends that stream (the client's reconnect then gets its 401).
+   */
+  private keepalive(): void {
+    for (const client of [...this.clients]) {
+      if (client.stillAuthorized()) {
+        this.write(client, ': keepalive\n\n');
+        continue;
+      }
+      this.clients.delete(client);
+      this.deps.counters.inc('feed_clients_dropped_total', { reason: 'unauthorized' });
+      this.deps.log.info({ name: client.principal.name }, 'live feed ended: its token is no longer valid');
+      client.res.end();
+    }
   }
 
   private enqueue(item: Pending): void {

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { FEED_PATH } from '../../../protocol/index.ts';
-import { requireRole, type AuthDeps } from '../auth.ts';
+import { principalFor, requireRole, type AuthDeps } from '../auth.ts';
 import { HttpError } from '../errors.ts';
 import type { FeedHub } from '../feed-hub.ts';
 
@@ -18,7 +18,15 @@ export const feedRoutes: FastifyPluginAsync<FeedRoutesDeps> = async (app, { auth
     }
     reply.hijack();
     try {
-      feed.attach(req.principal!, reply.raw);
+      const authorization = req.headers.authorization;
+      const principal = req.principal!;
+      feed.attach(principal, reply.raw, () => {
+        try {
+          return principalFor(auth, authorization).role === principal.role;
+        } catch {
+          return false;
+        }
+      });
     } catch (err) {
       // Taken over: fastify's error handler can no longer answer, so close, and the client retries.
       req.log.error({ err }, 'live feed could not start');
