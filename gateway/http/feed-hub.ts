@@ -194,6 +194,18 @@ export class FeedHub {
     const batch = this.pending;
     this.pending = [];
     for (const item of batch) {
+      // This runs outside any caller: an exception here would take the gateway down with it.
+      try {
+        this.fanOut(item);
+      } catch (err) {
+        this.deps.counters.inc('feed_fanout_errors_total', { type: item.type });
+        this.deps.log.error({ err, type: item.type }, 'live feed could not send a change');
+      }
+    }
+  }
+
+  private fanOut(item: Pending): void {
+    {
       switch (item.type) {
         case 'alert': this.fanOutAlert(item.change); break;
         case 'trouble': this.broadcast(sseFrame.bind(null, 'trouble', item.change)); break;

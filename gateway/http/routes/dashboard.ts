@@ -3,6 +3,7 @@
 // boundaries. A bad boundary file is an error in the log and an empty map
 // layer, never a gateway that does not start.
 import type { FastifyPluginAsync } from 'fastify';
+import { existsSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -48,6 +49,9 @@ async function loadDistricts(path: string | undefined, log: Logger): Promise<{ j
 
 export const dashboardRoutes: FastifyPluginAsync<DashboardRoutesDeps> = async (app, { auth, dashboard, log }) => {
   const districts = await loadDistricts(dashboard.districtsFile, log);
+  if (!existsSync(join(DASHBOARD_BUILD_DIR, 'main.js'))) {
+    log.warn({ dir: DASHBOARD_BUILD_DIR, code: 'DASHBOARD_NOT_BUILT' }, 'the dashboard is not built: run npm run build:dashboard (npm start does it first)');
+  }
 
   app.get('/', async (_req, reply) => reply.type('text/html; charset=utf-8').header('cache-control', 'no-cache').send(await readFile(INDEX, 'utf8')));
 
