@@ -256,6 +256,18 @@ describe('fan-out', () => {
     expect(got).toEqual(Array.from({ length: 200 }, (_, i) => `al-${i}`));
   });
 
+  it('logs and counts a change it cannot send, and sends the next one', async () => {
+    const f = await makeFeed();
+    const res = new MemoryResponse(false);
+    f.hub.attach(kim, res as unknown as ServerResponse, () => true);
+    // An impossible time: the alert view cannot be made (toISOString throws).
+    f.bus.emit({ kind: 'state', alert: alert('al-bad', STORE, { pressedAt: Number.NaN }), site: STORE });
+    f.bus.emit({ kind: 'state', alert: alert('al-good', STORE), site: STORE });
+    await nextTurn();
+    expect(f.counters.get('feed_fanout_errors_total', { type: 'alert' })).toBe(1);
+    expect(frames(res.text()).filter((x) => x.event === 'alert').map((x) => x.data.alert.id)).toEqual(['al-good']);
+  });
+
   it('drops every client when changes pile up past the pending bound, so each replays rather than miss one', async () => {
     const f = await makeFeed({ maxPending: 10 });
     const res = new MemoryResponse(false);

@@ -205,18 +205,15 @@ export class FeedHub {
   }
 
   private fanOut(item: Pending): void {
-    {
-      switch (item.type) {
-        case 'alert': this.fanOutAlert(item.change); break;
-        case 'trouble': this.broadcast(sseFrame.bind(null, 'trouble', item.change)); break;
-        case 'presence': {
-          const { deviceId, online, lastSeen } = item.change;
-          this.broadcast(sseFrame.bind(null, 'presence', { deviceId, online, lastSeen: lastSeen === null ? null : new Date(lastSeen).toISOString() }));
-          break;
-        }
-        case 'health': this.broadcast(sseFrame.bind(null, 'health', this.deps.health())); break;
-      }
+    if (item.type === 'alert') return this.fanOutAlert(item.change);
+    let frame: string;
+    if (item.type === 'trouble') frame = sseFrame('trouble', item.change);
+    else if (item.type === 'health') frame = sseFrame('health', this.deps.health());
+    else {
+      const { deviceId, online, lastSeen } = item.change;
+      frame = sseFrame('presence', { deviceId, online, lastSeen: lastSeen === null ? null : new Date(lastSeen).toISOString() });
     }
+    this.broadcast(() => frame);
   }
 
   /** Serialised once for viewers and once for those who see home details, not once per client. */
