@@ -69,7 +69,7 @@ function showLogin(message?: string): void {
     const token = input.value.trim();
     api<MapConfig>('GET', '/api/dashboard/config', undefined, token).then(() => {
       session.save(token);
-      void startApp();
+      startApp().catch((err: unknown) => showLogin(`The dashboard could not start: ${(err as Error).message}`));
     }, (err: unknown) => { error.textContent = err instanceof ApiError && err.status === 401 ? 'That token is not valid.' : `Cannot log in: ${(err as Error).message}`; });
   } },
   h('h1', {}, 'SafeHaven', h('span', {}, 'dispatch')),
@@ -655,5 +655,5 @@ async function loadLatency(): Promise<void> {
 // ---------- start ----------
 
 session.onUnauthorized(() => logout('Your session has ended: log in again.'));
-if (session.token()) void startApp().catch(() => showLogin());
+if (session.token()) startApp().catch((err: unknown) => showLogin(`The dashboard could not start: ${(err as Error).message}`));
 else showLogin();
