@@ -126,19 +126,27 @@ describe('dispatcher dashboard in Chromium', () => {
     sup.raise('offline', 'pb-store-0002', 'store-0002', 'no heartbeat for 95 s (interval 60 s + grace 30 s)');
     await page.locator('[data-device-id="pb-store-0002"]', { hasText: 'Device offline' }).waitFor();
 
-    const open = [await press('pb-store-0003', 1), await press('pb-store-0004', 1, 'tamper')];
-    for (const a of open) await page.locator(`[data-alert-id="${a}"]`).waitFor();
+    const queue = () => page.locator('#queue [data-alert-id]').evaluateAll((els) => els.map((e) => e.getAttribute('data-alert-id')));
+    const panic = await press('pb-store-0003', 1);
+    const tamper = await press('pb-store-0004', 1, 'tamper');
+    for (const a of [panic, tamper]) await page.locator(`[data-alert-id="${a}"]`).waitFor();
     // Severity first: the panic above the tamper.
-    expect(await page.locator('#queue [data-alert-id]').evaluateAll((els) => els.map((e) => e.getAttribute('data-alert-id')))).toEqual(open);
+    expect(await queue()).toEqual([panic, tamper]);
+    // A new panic pops to the top, flashing and selected.
+    const newest = await press('pb-store-0001', 2);
+    await page.locator(`[data-alert-id="${newest}"].flash`).waitFor();
+    await page.locator(`[data-detail-id="${newest}"]`).waitFor();
+    const open = [newest, panic, tamper];
+    expect(await queue()).toEqual(open);
 
     await page.reload();
     await page.waitForSelector('#conn.ok');
     for (const a of open) await page.locator(`[data-alert-id="${a}"]`).waitFor();
-    expect(await page.locator('#queue [data-alert-id]').count()).toBe(2);
+    expect(await queue()).toEqual(open);
     await page.locator('[data-device-id="pb-store-0002"]').waitFor();
     expect(await page.locator('input[name=token]').count()).toBe(0);
-    await page.locator('.alert-pin').nth(1).waitFor();
-    expect(await page.locator('.alert-pin').count()).toBe(2);
+    await page.locator('.alert-pin').nth(2).waitFor();
+    expect(await page.locator('.alert-pin').count()).toBe(3);
     await page.locator('#latency table').waitFor();
     await page.locator('#health [data-type="panic-button"]').waitFor();
     await page.screenshot({ path: artifactPath('dashboard-dispatcher.png') });

@@ -229,10 +229,17 @@ function applyAlert(alert: AlertView): boolean {
 function announceNew(alert: AlertView): void {
   state.flashing.set(alert.id, Date.now() + FLASH_MS);
   const top = sortedAlerts()[0];
-  // Jump to the new alert unless the dispatcher is in the middle of writing a resolve note.
+  // Jump to the new alert unless the dispatcher is in the middle of typing (a resolve note, a device form).
   const note = document.querySelector<HTMLTextAreaElement>('textarea[name=note]');
-  const busy = note !== null && (note.value.trim() !== '' || document.activeElement === note);
-  if (!state.selected || !state.alerts.has(state.selected) || (top?.id === alert.id && !busy)) state.selected = alert.id;
+  const typing = document.activeElement instanceof HTMLInputElement || document.activeElement instanceof HTMLTextAreaElement;
+  const busy = typing || (note !== null && note.value.trim() !== '');
+  if (!state.selected || !state.alerts.has(state.selected) || (top?.id === alert.id && !busy)) {
+    state.selected = alert.id;
+    if (!busy && state.tab !== 'alert') {
+      state.tab = 'alert';
+      renderTabs();
+    }
+  }
   if (alert.priority >= ALARM_PRIORITY) {
     const flash = document.getElementById('flash');
     flash?.classList.remove('on');
