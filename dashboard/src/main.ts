@@ -42,7 +42,6 @@ const state = {
   sites: new Map<string, Site>(),
   health: {} as Record<string, unknown>,
   selected: null as string | null,
-  detail: null as AlertDetail | null,
   flashing: new Map<string, number>(),
   silenced: new Set<string>(),
   tab: 'alert' as Tab,
@@ -436,7 +435,6 @@ async function loadDetail(): Promise<void> {
       canAct() ? api<{ items: AuditItem[] }>('GET', `/api/audit?target=${encodeURIComponent(id)}`).then((r) => r.items) : Promise.resolve(null),
     ]);
     if (seq !== detailSeq || state.tab !== 'alert') return;
-    state.detail = detail;
     renderDetail(detail, audit);
   } catch (err) {
     if (seq === detailSeq) replaceChildren($('#tab-body'), h('p', { class: 'empty' }, `Cannot load ${id}: ${(err as Error).message}`));

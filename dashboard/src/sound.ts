@@ -17,10 +17,6 @@ export class Alarm {
     return !this.ctx || this.ctx.state !== 'running';
   }
 
-  sounding(): boolean {
-    return this.timer !== null;
-  }
-
   /** Rings (a two-tone pattern every 1.5 s) while `on` is true. */
   set(on: boolean): void {
     if (on && this.timer === null) {
