@@ -170,6 +170,27 @@ describe('dispatcher dashboard in Chromium', () => {
     await page.close();
   }, 60_000);
 
+  it('says loudly when the connection to the gateway is lost', async () => {
+    const other = await startTestGateway();
+    let stopped = false;
+    try {
+      const page = await browser.context.newPage();
+      page.setDefaultTimeout(UI_TIMEOUT);
+      await page.goto(other.httpUrl);
+      await page.fill('input[name=token]', ADMIN_TOKEN);
+      await page.click('button[type=submit]');
+      await page.waitForSelector('#conn.ok');
+      expect(await page.locator('#feed-lost').isHidden()).toBe(true);
+      await other.stop();
+      stopped = true;
+      await page.locator('#feed-lost', { hasText: 'CONNECTION TO THE GATEWAY LOST' }).waitFor();
+      await page.waitForSelector('#conn.bad');
+      await page.close();
+    } finally {
+      if (!stopped) await other.stop();
+    }
+  }, 60_000);
+
   it('lets an admin provision a device from the Devices tab', async () => {
     const page = await login(ADMIN_TOKEN);
     await page.click('[data-tab=devices]');

@@ -111,6 +111,7 @@ function shell(): HTMLElement {
       h('span', { id: 'clock', class: 'clock' }),
       h('button', { onclick: () => logout() }, 'Log out')),
     h('div', { id: 'banner', class: 'banner', hidden: true }),
+    h('div', { id: 'feed-lost', class: 'banner lost', hidden: true }, 'CONNECTION TO THE GATEWAY LOST: what you see may be out of date. Reconnecting…'),
     h('main', { class: 'grid' },
       h('section', { class: 'col-left' },
         h('h2', {}, 'Alerts ', h('span', { id: 'alert-count', class: 'count' })),
@@ -157,6 +158,10 @@ function onFeedStatus(status: FeedStatus, why?: string): void {
   el.textContent = status === 'live' ? 'LIVE' : status === 'connecting' ? 'connecting…' : 'RECONNECTING…';
   el.className = `pill ${status === 'live' ? 'ok' : 'bad'}`;
   el.title = why ?? '';
+  // Stale data on an alarm screen must never look live.
+  const lost = document.getElementById('feed-lost');
+  if (lost) lost.hidden = status !== 'reconnecting';
+  document.body.classList.toggle('stale', status === 'reconnecting');
 }
 
 function onFeed<E extends FeedEventName>(event: E, data: FeedEvents<AlertView>[E]): void {
@@ -188,6 +193,8 @@ function onFeed<E extends FeedEventName>(event: E, data: FeedEvents<AlertView>[E
       const isNew = !state.alerts.has(alert.id) && !state.gone.has(alert.id);
       if (!applyAlert(alert)) return;
       if (change === 'received' && isNew) announceNew(alert);
+      // Still nobody on it: flash its card again.
+      else if (change === 'reminder' && !alert.ackedAt) state.flashing.set(alert.id, Date.now() + FLASH_MS);
       changed(alert.id);
       break;
     }
