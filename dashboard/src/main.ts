@@ -12,8 +12,9 @@ import type { AlertView } from '../../gateway/http/views.ts';
 import { api, ApiError, session } from './api.ts';
 import { $, h, replaceChildren } from './dom.ts';
 import { FeedClient, type FeedStatus } from './feed-client.ts';
-import { clock, delta, ms, OUTCOMES, since, STATE_LABELS, TROUBLE_LABELS } from './format.ts';
+import { clock, delta, OUTCOMES, since, STATE_LABELS, TROUBLE_LABELS } from './format.ts';
 import { CityMap, type MapConfig } from './map.ts';
+import { auditTable, loadLatency, renderDevicesAdmin, renderHealth, type AuditItem, type DeviceInfo } from './panels.ts';
 import { Alarm } from './sound.ts';
 
 interface AlertDetail extends AlertView {
@@ -21,9 +22,6 @@ interface AlertDetail extends AlertView {
   timeline: Array<{ at: string; kind: string; state: string | null; actor: string | null; detail: Record<string, unknown> | null }>;
   deliveries: Array<{ target: string; route: string; attempts: number; nextAttemptAt: string | null; lastError: string | null; doneAt: string | null }>;
 }
-interface DeviceInfo { id: string; siteId: string; type: string; online: boolean; lastSeen: string | null; battery: number | null; revoked: boolean }
-interface AuditItem { at: string; actor: string; action: string; target: string | null; detail: Record<string, unknown> | null }
-interface LatencyAnswer { window: string; source: string; count: number; stages: Record<string, { p50: number | null; p95: number | null; p99: number | null } | null> }
 type Tab = 'alert' | 'audit' | 'devices';
 
 /** Alerts at or above this priority (panic, intrusion) ring until a dispatcher acknowledges them. */
@@ -142,9 +140,9 @@ async function startApp(): Promise<void> {
   feed = new FeedClient(token, onFeed, onFeedStatus, () => logout('Your session has ended: log in again.'));
   feed.start();
   timers.push(window.setInterval(tick, 1000));
-  timers.push(window.setInterval(() => void loadLatency(), LATENCY_REFRESH_MS));
+  timers.push(window.setInterval(() => void loadLatency($('#latency')), LATENCY_REFRESH_MS));
   timers.push(window.setInterval(() => void loadDevices(), DEVICES_REFRESH_MS));
-  void loadLatency();
+  void loadLatency($('#latency'));
   void loadDevices();
   void loadSites();
   if (config.districts) void api<GeoJSON.FeatureCollection>('GET', '/api/dashboard/districts').then((d) => map?.drawDistricts(d), () => {});
@@ -203,13 +201,13 @@ function onFeed<E extends FeedEventName>(event: E, data: FeedEvents<AlertView>[E
       if (kind === 'raised') state.troubles.set(trouble.id, trouble);
       else state.troubles.delete(trouble.id);
       renderTroubles();
-      renderHealth();
+      showHealth();
       break;
     }
     case 'presence': {
       const p = data as FeedEvents<AlertView>['presence'];
       const d = state.devices.get(p.deviceId);
-      if (d) { d.online = p.online; d.lastSeen = p.lastSeen; renderHealth(); }
+      if (d) { d.online = p.online; d.lastSeen = p.lastSeen; showHealth(); }
       break;
     }
     case 'health':
@@ -524,13 +522,6 @@ function actions(d: AlertDetail, oldOutcome?: string, oldNote?: string): HTMLEle
     } }, outcome, note, h('button', { type: 'submit', id: 'resolve' }, 'Resolve')));
 }
 
-function auditTable(items: AuditItem[]): HTMLElement {
-  if (items.length === 0) return h('p', { class: 'empty' }, 'No entries.');
-  return h('table', { class: 'audit' }, h('tbody', {}, ...items.map((e) => h('tr', {},
-    h('td', {}, `${new Date(e.at).toLocaleDateString()} ${clock(e.at)}`), h('td', {}, e.actor), h('td', {}, e.action),
-    h('td', { class: 'dim' }, e.target ?? ''), h('td', { class: 'dim' }, e.detail ? JSON.stringify(e.detail) : '')))));
-}
-
 // ---------- tabs: alert, audit, devices ----------
 
 function renderTabs(): void {
@@ -553,48 +544,8 @@ function renderTabBody(): void {
         h('button', { class: 'small', onclick: renderTabBody }, 'Refresh')), auditTable(r.items));
     }, (err: unknown) => replaceChildren(body, h('p', { class: 'empty' }, `Cannot load the audit log: ${(err as Error).message}`)));
   } else {
-    renderDevicesAdmin(body);
+    renderDevicesAdmin(body, state.devices, state.sites.keys(), () => void loadDevices());
   }
-}
-
-function renderDevicesAdmin(body: HTMLElement): void {
-  const out = h('div', { class: 'admin-out', role: 'status' });
-  const siteId = h('input', { name: 'siteId', required: true, placeholder: 'site id, e.g. store-0001', list: 'site-ids' });
-  const type = h('select', { name: 'type' }, ...['panic-button', 'motion-sensor', 'door-sensor', 'alarm-bell', 'rf-receiver'].map((t) => h('option', { value: t }, t)));
-  const revokeId = h('input', { name: 'deviceId', required: true, placeholder: 'device id' });
-  const filter = h('input', { name: 'filter', placeholder: 'filter by device or site id' });
-  const list = h('div', { class: 'device-list' });
-  const showList = () => {
-    const q = filter.value.trim().toLowerCase();
-    const matches = [...state.devices.values()].filter((d) => !q || d.id.includes(q) || d.siteId.includes(q)).slice(0, 100);
-    replaceChildren(list, h('table', {}, h('tbody', {}, ...matches.map((d) => h('tr', {},
-      h('td', {}, h('code', {}, d.id)), h('td', { class: 'dim' }, d.siteId), h('td', {}, d.type),
-      h('td', { class: d.revoked ? 'dim' : d.online ? 'ok-text' : 'bad-text' }, d.revoked ? 'revoked' : d.online ? 'online' : 'offline'))))));
-  };
-  filter.addEventListener('input', showList);
-  replaceChildren(body,
-    h('h4', {}, 'Provision a device'),
-    h('form', { class: 'admin-form', onsubmit: (ev) => {
-      ev.preventDefault();
-      api<{ id: string; secret: string }>('POST', '/api/devices', { siteId: siteId.value.trim(), type: type.value }).then((d) => {
-        replaceChildren(out, h('div', { class: 'secret' }, 'Device ', h('code', {}, d.id), ' provisioned. Its secret is shown only now: ', h('code', { class: 'select-all' }, d.secret)));
-        void loadDevices();
-      }, (err: unknown) => replaceChildren(out, h('div', { class: 'bad-text' }, `Refused: ${(err as Error).message}`)));
-    } }, siteId, type, h('button', { type: 'submit', class: 'primary' }, 'Provision')),
-    h('datalist', { id: 'site-ids' }, ...[...state.sites.keys()].slice(0, 5000).map((id) => h('option', { value: id }))),
-    h('h4', {}, 'Revoke a device'),
-    h('form', { class: 'admin-form', onsubmit: (ev) => {
-      ev.preventDefault();
-      const id = revokeId.value.trim();
-      api('DELETE', `/api/devices/${encodeURIComponent(id)}`).then(() => {
-        replaceChildren(out, h('div', {}, `Device ${id} revoked.`));
-        void loadDevices();
-      }, (err: unknown) => replaceChildren(out, h('div', { class: 'bad-text' }, err instanceof ApiError && err.code === 'NOT_FOUND'
-        ? 'This gateway cannot revoke devices yet (no DELETE /api/devices/:id).' : `Refused: ${(err as Error).message}`)));
-    } }, revokeId, h('button', { type: 'submit', class: 'danger' }, 'Revoke')),
-    out,
-    h('h4', {}, 'Devices'), filter, list);
-  showList();
 }
 
 // ---------- health and latency panels ----------
@@ -606,14 +557,14 @@ function setHealth(health: Record<string, unknown>): void {
   if (gw) { gw.textContent = `gateway ${status}`; gw.className = `pill ${status === 'ok' ? 'ok' : status === 'degraded' ? 'warn' : 'bad'}`; }
   const banner = document.getElementById('banner');
   if (banner) { banner.hidden = !health.warning; banner.textContent = String(health.warning ?? ''); }
-  renderHealth();
+  showHealth();
 }
 
 async function loadDevices(): Promise<void> {
   try {
     const { items } = await api<{ items: DeviceInfo[] }>('GET', '/api/devices');
     state.devices = new Map(items.map((d) => [d.id, d]));
-    renderHealth();
+    showHealth();
   } catch { /* shown as stale counts; the feed status says whether the gateway is reachable */ }
 }
 
@@ -628,40 +579,9 @@ async function loadSites(): Promise<void> {
   }
 }
 
-function renderHealth(): void {
+function showHealth(): void {
   const el = document.getElementById('health');
-  if (!el) return;
-  const byType = new Map<string, { online: number; offline: number }>();
-  for (const d of state.devices.values()) {
-    if (d.revoked) continue;
-    const row = byType.get(d.type) ?? { online: 0, offline: 0 };
-    if (d.online) row.online++; else row.offline++;
-    byType.set(d.type, row);
-  }
-  const troubled = new Set([...state.troubles.values()].map((t) => t.deviceId).filter(Boolean)).size;
-  const broker = state.health.broker as { connectedClients?: number } | undefined;
-  replaceChildren(el,
-    h('div', { class: 'panel-head' }, h('h4', {}, 'Device health'), h('span', { class: 'dim' }, `${troubled} in trouble · ${broker?.connectedClients ?? "—"} connected`)),
-    h('table', { class: 'health' },
-      h('thead', {}, h('tr', {}, h('th', {}, 'type'), h('th', { class: 'num' }, 'online'), h('th', { class: 'num' }, 'offline'))),
-      h('tbody', {}, ...[...byType].sort(([a], [b]) => a.localeCompare(b)).map(([t, c]) => h('tr', { 'data-type': t },
-        h('td', {}, t), h('td', { class: 'num ok-text' }, c.online), h('td', { class: `num ${c.offline ? 'bad-text' : ''}` }, c.offline))))));
-}
-
-async function loadLatency(): Promise<void> {
-  const el = document.getElementById('latency');
-  if (!el) return;
-  try {
-    const l = await api<LatencyAnswer>('GET', '/api/latency?window=1h');
-    replaceChildren(el,
-      h('div', { class: 'panel-head' }, h('h4', {}, 'Latency, last hour'), h('span', { class: 'dim' }, `${l.count} alerts · ${l.source}`)),
-      h('table', { class: 'latency' },
-        h('thead', {}, h('tr', {}, h('th', {}, 'stage'), h('th', { class: 'num' }, 'p50'), h('th', { class: 'num' }, 'p95'), h('th', { class: 'num' }, 'p99'))),
-        h('tbody', {}, ...Object.entries(l.stages).map(([stage, p]) => h('tr', {},
-          h('td', {}, stage.replace(/_ms$/, '')), h('td', { class: 'num' }, ms(p?.p50)), h('td', { class: 'num' }, ms(p?.p95)), h('td', { class: 'num' }, ms(p?.p99)))))));
-  } catch (err) {
-    replaceChildren(el, h('h4', {}, 'Latency'), h('p', { class: 'empty' }, `Not available: ${(err as Error).message}`));
-  }
+  if (el) renderHealth(el, state.devices.values(), state.troubles.values(), state.health);
 }
 
 // ---------- start ----------
