@@ -150,6 +150,15 @@ describe('dispatcher dashboard in Chromium', () => {
     await page.locator('#latency table').waitFor();
     await page.locator('#health [data-type="panic-button"]').waitFor();
     await page.screenshot({ path: artifactPath('dashboard-dispatcher.png') });
+
+    // Keys: J moves to the next alert, A acknowledges it; taken, it stays below the untaken newer panic.
+    await page.locator(`#queue [data-alert-id="${newest}"].selected`).waitFor();
+    await page.keyboard.press('j');
+    await page.locator(`#queue [data-alert-id="${panic}"].selected`).waitFor();
+    await page.keyboard.press('a');
+    await waitFor(async () => (await gw.api('GET', `/api/alerts/${panic}`)).json.ackedBy === 'dispatcher-kim', 'the acknowledgement by key');
+    await page.locator(`#queue [data-alert-id="${panic}"].taken`).waitFor();
+    expect(await queue()).toEqual([newest, panic, tamper]);
     await page.close();
   }, 120_000);
 

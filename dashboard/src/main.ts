@@ -28,7 +28,8 @@ type Tab = 'alert' | 'audit' | 'devices';
 const ALARM_PRIORITY = 90;
 const FLASH_MS = 6000;
 const LATENCY_REFRESH_MS = 15_000;
-const DEVICES_REFRESH_MS = 60_000;
+/** Presence events keep the counts current in between; the full list is large (every device). */
+const DEVICES_REFRESH_MS = 120_000;
 
 const state = {
   me: { name: '', role: 'viewer' },
@@ -80,6 +81,7 @@ function showLogin(message?: string): void {
 }
 
 function stopApp(): void {
+  document.removeEventListener('keydown', onKey);
   feed?.stop();
   feed = null;
   alarm.set(false);
@@ -131,6 +133,7 @@ async function startApp(): Promise<void> {
   stopApp();
   replaceChildren($('#app'), shell());
   document.addEventListener('click', () => { if (alarm.locked()) alarm.unlock(); }, { once: true });
+  document.addEventListener('keydown', onKey);
   renderTabs();
   const config = await api<MapConfig>('GET', '/api/dashboard/config');
   map = new CityMap($('#map'), config, (siteId) => {
@@ -389,6 +392,17 @@ function silence(): void {
 }
 
 // ---------- actions ----------
+
+/** A: acknowledge the selected alert; J/K: next/previous in the queue. Not while typing. */
+function onKey(ev: KeyboardEvent): void {
+  const t = ev.target;
+  if (ev.ctrlKey || ev.metaKey || ev.altKey || t instanceof HTMLInputElement || t instanceof HTMLTextAreaElement || t instanceof HTMLSelectElement) return;
+  const list = sortedAlerts();
+  const at = list.findIndex((a) => a.id === state.selected);
+  if (ev.key === 'a' && canAct() && state.selected && state.alerts.get(state.selected)?.ackedAt === null) void acknowledge(state.selected);
+  else if (ev.key === 'j' && list.length) select(list[Math.min(at + 1, list.length - 1)]!.id);
+  else if (ev.key === 'k' && list.length) select(list[Math.max(at - 1, 0)]!.id);
+}
 
 async function acknowledge(id: string): Promise<void> {
   try {
