@@ -87,6 +87,7 @@ describe('dispatcher dashboard in Chromium', () => {
     const page = await login(tokens.dispatcher);
     const store = gw.gateway['registry']!.site('store-0001')!;
 
+    await device('pb-store-0001');
     const pressedAt = Date.now();
     const id = await press('pb-store-0001', 1);
     const card = page.locator(`[data-alert-id="${id}"]`);
