@@ -217,6 +217,14 @@ export const ConfigSchema = z.strictObject({
   }).prefault({}),
   serial: SerialSchema,
   supervision: SupervisionSchema,
+  dashboard: z.strictObject({
+    /** Leaflet tile URL template; "off" or empty = no base map (sites and districts on a plain background). */
+    tileUrl: z.union([z.literal(''), z.literal('off'), z.string().regex(/^https?:\/\/\S+\{z\}\S*$/, 'an http(s) URL template with {z}, {x} and {y}')])
+      .default('https://tile.openstreetmap.org/{z}/{x}/{y}.png').transform((url) => (url === 'off' ? '' : url)),
+    tileAttribution: z.string().max(300).default('© OpenStreetMap contributors'),
+    /** A GeoJSON FeatureCollection of district boundaries drawn on the map; unset = none. */
+    districtsFile: z.string().min(1).optional(),
+  }).prefault({}),
 });
 export type Config = z.infer<typeof ConfigSchema>;
 
@@ -252,6 +260,8 @@ export const ENV_VARS: ReadonlyArray<{ name: string; path: string; kind: 'string
   { name: 'SAFEHAVEN_INFLUX_HTTP_PORT', path: 'influx.httpPort', kind: 'int', doc: 'HTTP port of the managed influxd (default 8086; 0 = any free port)' },
   { name: 'SAFEHAVEN_INFLUX_RPC_PORT', path: 'influx.rpcPort', kind: 'int', doc: 'RPC (backup) port of the managed influxd (default 8088; 0 = any free port)' },
   { name: 'SAFEHAVEN_INFLUX_RETENTION', path: 'influx.retention', kind: 'string', doc: 'how long InfluxDB keeps points (default 30d)' },
+  { name: 'SAFEHAVEN_DASHBOARD_TILE_URL', path: 'dashboard.tileUrl', kind: 'string', doc: 'map tile URL template (default OpenStreetMap; "off" = no base map)' },
+  { name: 'SAFEHAVEN_DASHBOARD_DISTRICTS', path: 'dashboard.districtsFile', kind: 'string', doc: 'GeoJSON file of district boundaries drawn on the dashboard map (default none)' },
   { name: 'SAFEHAVEN_SERIAL_PATH', path: 'serial.path', kind: 'string', doc: 'RF receiver dongle serial port (unset = no serial bridge)' },
 ];
 

@@ -22,6 +22,7 @@ import { EscalationWatch } from './dispatch/escalation-watch.ts';
 import { createPoliceClient, type PoliceHttpClient } from './dispatch/police-client.ts';
 import { RouteTable } from './dispatch/route-table.ts';
 import { buildApp } from './http/app.ts';
+import { FeedHub } from './http/feed-hub.ts';
 import type { HealthReport } from './http/routes/health.ts';
 import { createRootLogger } from './logger.ts';
 import { Counters } from './metrics/counters.ts';
@@ -47,6 +48,7 @@ import { TroubleRepo } from './store/trouble-repo.ts';
 import { DeviceControl } from './supervision/device-control.ts';
 import { Supervisor } from './supervision/supervisor.ts';
 import { TroubleBook } from './supervision/trouble-book.ts';
+import type { PresenceSource, TroubleSource } from './supervision/trouble-source.ts';
 
 export interface GatewayDeps {
   log?: Logger;
@@ -54,6 +56,9 @@ export interface GatewayDeps {
   policeClient?: PoliceHttpClient;
   /** Opens the RF receivers' serial ports; default: the system's (tests pass SerialPortMock). */
   serialPort?: PortFactory;
+  /** Trouble entries and presence for the live feed; default: supervision's (a test may pass in-memory ones). */
+  troubles?: TroubleSource;
+  presence?: PresenceSource;
 }
 
 /** Where everything is, for the start-up banner, /healthz and tests. */
@@ -129,6 +134,7 @@ export class Gateway {
   private serial: SerialBridge | null = null;
   private supervisor: Supervisor | null = null;
   private troubles: TroubleBook | null = null;
+  private feed: FeedHub | null = null;
   /** The in-process police stand-in when no police URL is configured. */
   policeSim: PoliceSim | null = null;
   info: GatewayInfo | null = null;
@@ -323,12 +329,17 @@ export class Gateway {
   ): Promise<number> {
     const { registry, alerts, audit, tokens, commits } = store;
     const httpLimiter = new AuthLimiter(HTTP_AUTH_FAILURES_PER_MINUTE, this.clock);
+    const health = () => this.health(pipeline.policeUrl);
+    const feed = (this.feed = new FeedHub({
+      bus: pipeline.bus, troubles: this.deps.troubles ?? troubles, presence: this.deps.presence ?? supervisor,
+      alerts, registry, health, counters: this.counters, homeAudit: { audit, commits, now: () => this.clock.now(), log: this.log('feed') }, log: this.log('feed'),
+    }));
+    feed.start();
     const http = (this.http = await buildApp({
       auth: { tokens, adminToken, now: () => this.clock.now(), limiter: httpLimiter },
       security: () => ({ mqttAuthFailures: this.authLimiter.report(), httpAuthFailures: httpLimiter.report(), floodingDevices: this.floods.flooding() }),
       registry, alerts, audit, tokens, commits, lifecycle: pipeline.lifecycle, routes: pipeline.routes, counters: this.counters,
-      health: () => this.health(pipeline.policeUrl),
-      latency,
+      health, latency, feed, dashboard: this.config.dashboard,
       isOnline: (id) => supervisor.online(id), devices, troubles,
       log: this.log('http'),
       rateLimitPerMinute: this.config.http.rateLimitPerMinute,
@@ -360,6 +371,7 @@ export class Gateway {
       influx: this.metrics!.status(),
       serial,
       supervision: { ...this.supervisor!.status(), openTroubles: this.troubles!.openCount() },
+      feed: this.feed?.status() ?? null,
       counters: this.counters.snapshot(),
     };
   }
@@ -368,6 +380,8 @@ export class Gateway {
   async stop(): Promise<void> {
     if (this.presenceTimer) clearInterval(this.presenceTimer);
     this.supervisor?.stop();
+    // Live feeds never end by themselves: close them, or the server would wait for them.
+    this.feed?.stop();
     await this.http?.close();
     await this.serial?.stop();
     await this.broker?.stop();
@@ -381,6 +395,6 @@ export class Gateway {
     this.commits?.close();
     this.db?.close();
     await this.policeSim?.stop();
-    this.http = this.broker = this.dispatcher = this.commits = this.db = this.serial = this.metrics = this.supervisor = this.troubles = null;
+    this.http = this.broker = this.dispatcher = this.commits = this.db = this.serial = this.metrics = this.supervisor = this.troubles = this.feed = null;
   }
 }

@@ -7,3 +7,5 @@ export * from './serial.ts';
 export * from './cap.ts';
 export * from './troubles.ts';
 export * from './site-import.ts';
+export * from './feed.ts';
+export * from './geojson.ts';

@@ -9,6 +9,7 @@ declare -A NEEDED=(
   [xmllint]=libxml2-utils
   [socat]=socat
   [influxd]=influxdb
+  [chromium]=chromium
 )
 
 # The influxdb package would start a system influxd on 8086; the gateway and

@@ -13,14 +13,18 @@ import type { AlertRepo } from '../store/alert-repo.ts';
 import type { AuditRepo } from '../store/audit-repo.ts';
 import type { CommitQueue } from '../store/commit-queue.ts';
 import type { TokenRepo } from '../store/token-repo.ts';
+import type { Config } from '../config.ts';
 import type { DeviceControl } from '../supervision/device-control.ts';
 import type { TroubleBook } from '../supervision/trouble-book.ts';
 import type { AuthDeps } from './auth.ts';
+import type { FeedHub } from './feed-hub.ts';
 import { HttpError, installErrorHandler } from './errors.ts';
 import { installSecurityHeaders } from './security-headers.ts';
 import { alertRoutes } from './routes/alerts.ts';
+import { auditRoutes } from './routes/audit.ts';
 import { dashboardRoutes } from './routes/dashboard.ts';
 import { deviceRoutes } from './routes/devices.ts';
+import { feedRoutes } from './routes/feed.ts';
 import { healthRoutes, type HealthReport } from './routes/health.ts';
 import { latencyRoutes } from './routes/latency.ts';
 import { policeStatusRoutes } from './routes/police-status.ts';
@@ -46,6 +50,9 @@ export interface AppDeps {
   health: () => HealthReport;
   security: () => SecurityReport;
   latency: LatencyQuery;
+  /** The live feed's fan-out; started and stopped by its owner (before the server closes: feeds never end by themselves). */
+  feed: FeedHub;
+  dashboard: Config['dashboard'];
   log: Logger;
   /** Requests per client address and minute, all routes together. */
   rateLimitPerMinute: number;
@@ -89,6 +96,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(troubleRoutes, deps);
   await app.register(policeStatusRoutes, { ...deps, now: deps.auth.now });
   await app.register(latencyRoutes, deps);
-  await app.register(dashboardRoutes);
+  await app.register(auditRoutes, deps);
+  await app.register(feedRoutes, deps);
+  await app.register(dashboardRoutes, deps);
   return app;
 }

@@ -9,6 +9,7 @@ import type { Site } from '../../protocol/index.ts';
 import type { AuditRepo } from '../store/audit-repo.ts';
 import type { CommitQueue } from '../store/commit-queue.ts';
 import type { Role } from '../store/token-repo.ts';
+import type { Principal } from './auth.ts';
 
 /** Two decimals of a degree: ~1.1 km north–south in Seoul. */
 const roundCoord = (x: number) => Math.round(x * 100) / 100;
@@ -33,8 +34,12 @@ export interface HomeReadAudit {
  * failing store is already loud on its own.
  */
 export function auditHomeReads(deps: HomeReadAudit, req: FastifyRequest, sites: ReadonlyArray<Site | undefined>, action: string): void {
-  const principal = req.principal;
-  if (!principal || !seesHomeDetails(principal.role)) return;
+  if (req.principal) auditHomeReadsBy(deps, req.principal, sites, action);
+}
+
+/** The same for a read outside a request: a live-feed push to a connected dispatcher. */
+export function auditHomeReadsBy(deps: HomeReadAudit, principal: Principal, sites: ReadonlyArray<Site | undefined>, action: string): void {
+  if (!seesHomeDetails(principal.role)) return;
   const homes = [...new Set(sites.filter((s): s is Site => s?.kind === 'home').map((s) => s.id))];
   if (homes.length === 0) return;
   const at = deps.now();

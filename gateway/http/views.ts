@@ -26,6 +26,8 @@ export function alertView(a: AlertRecord, site: Site | undefined, role: Role) {
   };
 }
 
+export type AlertView = ReturnType<typeof alertView>;
+
 export function timelineView(entries: TimelineEntry[]) {
   return entries.map((e) => ({ at: iso(e.at), kind: e.kind, state: e.state, actor: e.actor, detail: e.detail }));
 }

@@ -65,6 +65,8 @@ export async function startTestGateway(
     demo: { stores: 4, homes: 2 },
     // Tests of other features never start an influxd; the latency tests ask for one.
     influx: { managed: false },
+    // No tile server on the test network: the dashboard map draws sites on a plain background.
+    dashboard: { tileUrl: '' },
     ...patch,
   });
   const logs = new LogCapture();
