@@ -6,17 +6,22 @@ import { api, ApiError } from './api.ts';
 import { h, replaceChildren } from './dom.ts';
 import { clock, ms } from './format.ts';
 
-export interface DeviceInfo { id: string; siteId: string; type: string; online: boolean; lastSeen: string | null; battery: number | null; revoked: boolean }
+export interface DeviceInfo {
+  id: string; siteId: string; type: string; online: boolean; lastSeen: string | null; battery: number | null; revoked: boolean;
+  /** `pending`: never heard since it was installed (or since the gateway started), so not yet supervised. */
+  supervision?: { state: 'pending' | 'ok' | 'missed' | 'revoked' };
+}
 export interface AuditItem { at: string; actor: string; action: string; target: string | null; detail: Record<string, unknown> | null }
 interface LatencyAnswer { window: string; source: string; count: number; stages: Record<string, { p50: number | null; p95: number | null; p99: number | null } | null> }
 
-/** Online and offline devices per type, how many are in trouble, MQTT clients. */
+/** Online, offline and never-heard devices per type, how many are in trouble, MQTT clients. */
 export function renderHealth(el: HTMLElement, devices: Iterable<DeviceInfo>, troubles: Iterable<Trouble>, health: Record<string, unknown>): void {
-  const byType = new Map<string, { online: number; offline: number }>();
+  const byType = new Map<string, { online: number; offline: number; pending: number }>();
   for (const d of devices) {
     if (d.revoked) continue;
-    const row = byType.get(d.type) ?? { online: 0, offline: 0 };
-    if (d.online) row.online++; else row.offline++;
+    const row = byType.get(d.type) ?? { online: 0, offline: 0, pending: 0 };
+    // A device never heard from is not "offline" (nothing was lost): shown apart, so real outages stand out.
+    if (d.online) row.online++; else if (d.supervision?.state === 'pending') row.pending++; else row.offline++;
     byType.set(d.type, row);
   }
   const troubled = new Set([...troubles].map((t) => t.deviceId).filter(Boolean)).size;
@@ -24,9 +29,10 @@ export function renderHealth(el: HTMLElement, devices: Iterable<DeviceInfo>, tro
   replaceChildren(el,
     h('div', { class: 'panel-head' }, h('h4', {}, 'Device health'), h('span', { class: 'dim' }, `${troubled} in trouble · ${broker?.connectedClients ?? "—"} connected`)),
     h('table', { class: 'health' },
-      h('thead', {}, h('tr', {}, h('th', {}, 'type'), h('th', { class: 'num' }, 'online'), h('th', { class: 'num' }, 'offline'))),
+      h('thead', {}, h('tr', {}, h('th', {}, 'type'), h('th', { class: 'num' }, 'online'), h('th', { class: 'num' }, 'offline'), h('th', { class: 'num' }, 'never heard'))),
       h('tbody', {}, ...[...byType].sort(([a], [b]) => a.localeCompare(b)).map(([t, c]) => h('tr', { 'data-type': t },
-        h('td', {}, t), h('td', { class: 'num ok-text' }, c.online), h('td', { class: `num ${c.offline ? 'bad-text' : ''}` }, c.offline))))));
+        h('td', {}, t), h('td', { class: 'num ok-text' }, c.online), h('td', { class: `num ${c.offline ? 'bad-text' : ''}` }, c.offline),
+        h('td', { class: 'num dim' }, c.pending))))));
 }
 
 /** p50/p95/p99 per alert stage over the last hour, from GET /api/latency. */
