@@ -161,8 +161,10 @@ export const ConfigSchema = z.strictObject({
     publicHost: z.string().default('localhost'),
     /** Serve the API and dashboard over HTTPS with these files. */
     tls: TlsFilesSchema.optional(),
-    /** Requests per client address and minute across the API (failed token checks have their own, tighter limit). */
+    /** Requests per minute across the API, per token (per client address without one); failed token checks have their own, tighter limit. */
     rateLimitPerMinute: z.int().min(10).max(1_000_000).default(1200),
+    /** Behind a reverse proxy: true (trust X-Forwarded-For) or the proxies' addresses (comma-separated). */
+    trustProxy: z.union([z.boolean(), z.string().min(1)]).default(false),
   }).prefault({}),
   police: z.strictObject({
     /** Default route. Unset = an in-process police simulator (said loudly). */

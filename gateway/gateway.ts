@@ -264,6 +264,10 @@ export class Gateway {
       },
       calm: (deviceId) => troubles.clear('flooding', { deviceId }, 'a whole minute back under its message limit'),
     });
+    // The limiter's minute starts again with the process: a flooding trouble from before would never see its calm minute.
+    for (const t of troubles.open()) {
+      if (t.kind === 'flooding' && t.deviceId) troubles.clear('flooding', { deviceId: t.deviceId }, 'gateway restarted: its message count starts again');
+    }
     const uplink = new DeviceUplink({ intake: pipeline.intake, presence: supervisor, clock, counters, log: uplinkLog, rateLimiter: this.floods });
     const accounts = new ServiceAccounts(this.config.mqtt.serviceAccounts);
     const clash = accounts.names().find((name) => registry.device(name));
@@ -342,7 +346,7 @@ export class Gateway {
       health, latency, feed, dashboard: this.config.dashboard,
       isOnline: (id) => supervisor.online(id), devices, troubles,
       log: this.log('http'),
-      rateLimitPerMinute: this.config.http.rateLimitPerMinute,
+      rateLimitPerMinute: this.config.http.rateLimitPerMinute, trustProxy: this.config.http.trustProxy,
       ...(this.config.http.tls ? { https: await tlsOptions(this.config.http.tls) } : {}),
     }));
     await http.listen({ host: this.config.http.host, port: this.config.http.port });

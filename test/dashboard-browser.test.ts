@@ -151,6 +151,9 @@ describe('dispatcher dashboard in Chromium', () => {
     await page.locator(`#queue [data-alert-id="${newest}"].selected`).waitFor();
     await page.keyboard.press('j');
     await page.locator(`#queue [data-alert-id="${panic}"].selected`).waitFor();
+    // A acts only on an alert whose detail has been on screen for a second (a new panic may just have taken the selection).
+    await page.locator(`[data-detail-id="${panic}"]`).waitFor();
+    await page.waitForTimeout(1100);
     await page.keyboard.press('a');
     await waitFor(async () => (await gw.api('GET', `/api/alerts/${panic}`)).json.ackedBy === 'dispatcher-kim', 'the acknowledgement by key');
     await page.locator(`#queue [data-alert-id="${panic}"].taken`).waitFor();

@@ -309,6 +309,11 @@ describe('HTTP API', () => {
     expect(seenByViewer.phone).toBe('');
     const seenByDispatcher = (await gw.api('GET', '/api/sites', undefined, dispatcher)).json.items.find((s: { id: string }) => s.id === 'home-9001');
     expect(seenByDispatcher.phone).toBe('010-5555-0101');
+    // The same home through one of its devices.
+    const sensor = (await gw.api('POST', '/api/devices', { siteId: 'home-9001', type: 'door-sensor' })).json.id as string;
+    const viaDevice = (await gw.api('GET', `/api/devices/${sensor}`, undefined, viewer)).json.site;
+    expect(viaDevice).toMatchObject({ id: 'home-9001', phone: '', address: 'Mapo-gu' });
+    expect(viaDevice.lat).toBe(37.56);
     const audited = () => (gw.gateway['db']!.prepare("SELECT count(*) AS n FROM audit WHERE actor = 'dispatcher-kim' AND action = 'homes.read.sites'").get() as { n: number }).n;
     await waitFor(() => audited() >= 1, 'the audit entry of the dispatcher\'s read');
   });
@@ -325,6 +330,17 @@ describe('after the battery', () => {
     await publish(d, topics.event(id), press(1));
     await waitFor(() => policeGot(deriveAlertId(id, 1)), 'the press at the police');
     await waitFor(() => acks.some((m) => m.body.state === 'acknowledged'), 'the device told help is coming');
+  });
+
+  it('answers 429 to bad tokens from an address past its limit, while valid tokens from it still get in', async () => {
+    const dispatcher = (await gw.api('POST', '/api/tokens', { role: 'dispatcher', name: 'behind-the-same-nat' })).json.token;
+    let refused: { status: number; json: any } | undefined;
+    for (let i = 0; i < 40 && !refused; i++) {
+      const res = await gw.api('GET', '/api/alerts', undefined, `sht_guess-${i}`);
+      if (res.status === 429) refused = res;
+    }
+    expect(refused?.json.error).toBe('TOO_MANY_AUTH_FAILURES');
+    expect((await gw.api('GET', '/api/alerts', undefined, dispatcher)).status).toBe(200);
   });
 
   it('rate-limits one address flooding the API with 429 and a JSON error (last: it locks this address out)', async () => {

@@ -29,6 +29,9 @@ describe('CSV records', () => {
 
   it('reports an unclosed quote with the line it opened on', () => {
     expect(parseCsvRecords('a\n"open,b\nc')).toEqual({ line: 2, message: 'a quoted field is not closed' });
+    expect(parseCsvRecords('a\n"x"y,b')).toEqual({ line: 2, message: 'text after a closing quote: quote the whole field' });
+    // Line numbers after a quoted field spanning lines (CRLF, LF, a lone CR) stay right.
+    expect(parseCsvRecords('"1\r\n2\n3\r4"\nnext')).toEqual([{ line: 1, fields: ['1\r\n2\n3\r4'] }, { line: 5, fields: ['next'] }]);
   });
 });
 
@@ -53,6 +56,8 @@ describe('parseSitesCsv', () => {
     expect(parseSitesCsv(`${HEADER},owner\n`)).toMatchObject({ ok: false, problems: [{ row: 1, message: expect.stringMatching(/unknown owner/) }] });
     expect(parseSitesCsv(`${HEADER}\n${row('store-9001')},extra\n`)).toMatchObject({ ok: false, problems: [{ row: 2, message: '10 fields, the header has 9' }] });
     expect(parseSitesCsv('')).toMatchObject({ ok: false });
+    expect(parseSitesCsv(`${HEADER},id\n`)).toMatchObject({ ok: false, problems: [{ row: 1, field: 'id', message: expect.stringMatching(/twice/) }] });
+    expect(parseSitesCsv(`${HEADER}\n${row('store-9001', { lat: '0x25' })}\n`)).toMatchObject({ ok: false, problems: [{ row: 2, field: 'lat' }] });
   });
 });
 

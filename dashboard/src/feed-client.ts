@@ -39,7 +39,9 @@ export class FeedClient {
         if ((err as { status?: number }).status === 401) return this.onUnauthorized();
         this.onStatus('reconnecting', (err as Error).message);
       }
-      await new Promise((r) => setTimeout(r, RETRY_MS[Math.min(failures++, RETRY_MS.length - 1)]));
+      // Jittered: after a gateway restart every screen in the city reconnects, and they should not all land in one tick.
+      const base = RETRY_MS[Math.min(failures++, RETRY_MS.length - 1)]!;
+      await new Promise((r) => setTimeout(r, base / 2 + Math.random() * base));
     }
   }
 

@@ -259,6 +259,15 @@ function announceNew(alert: AlertView): void {
 let renderTimer: number | null = null;
 let detailStale = false;
 let shownDetail: string | null = null;
+/** When the shown detail appeared: the A key acts only on an alert that has been on screen a moment. */
+let shownSince = 0;
+/** Long enough to see that the detail changed under the finger. */
+const KEY_ACK_SETTLE_MS = 1000;
+
+function showDetail(id: string | null): void {
+  if (id !== shownDetail) shownSince = Date.now();
+  shownDetail = id;
+}
 
 /** `alertId`: the alert that changed (its detail is reloaded if shown); none = everything may have. */
 function changed(alertId?: string): void {
@@ -277,7 +286,7 @@ function changed(alertId?: string): void {
     renderMapPins();
     if (detailStale && state.tab === 'alert') {
       detailStale = false;
-      shownDetail = state.selected;
+      showDetail(state.selected);
       void loadDetail();
     }
   }, 50);
@@ -399,7 +408,11 @@ function onKey(ev: KeyboardEvent): void {
   if (ev.ctrlKey || ev.metaKey || ev.altKey || t instanceof HTMLInputElement || t instanceof HTMLTextAreaElement || t instanceof HTMLSelectElement) return;
   const list = sortedAlerts();
   const at = list.findIndex((a) => a.id === state.selected);
-  if (ev.key === 'a' && canAct() && state.selected && state.alerts.get(state.selected)?.ackedAt === null) void acknowledge(state.selected);
+  if (ev.key === 'a' && canAct() && state.selected && state.alerts.get(state.selected)?.ackedAt === null) {
+    // A new panic may have just taken the selection: acknowledge only what the dispatcher has had time to see.
+    if (state.selected === shownDetail && Date.now() - shownSince >= KEY_ACK_SETTLE_MS) void acknowledge(state.selected);
+    else toast('A new alert is on screen: look at it, then press A again.');
+  }
   else if (ev.key === 'j' && list.length) select(list[Math.min(at + 1, list.length - 1)]!.id);
   else if (ev.key === 'k' && list.length) select(list[Math.max(at - 1, 0)]!.id);
 }
@@ -433,7 +446,7 @@ function toast(message: string, kind: 'ok' | 'bad' = 'bad'): void {
 
 function select(id: string): void {
   state.selected = id;
-  shownDetail = id;
+  showDetail(id);
   state.tab = 'alert';
   renderTabs();
   renderQueue();

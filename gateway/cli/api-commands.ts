@@ -44,7 +44,12 @@ async function call(target: ApiTarget, method: string, path: string, body: strin
     throw new ApiCommandError('GATEWAY_UNREACHABLE', `${target.url}: ${(err as Error).message} — is the gateway running (npm start)?`);
   }
   const text = await res.text();
-  const json: unknown = text ? JSON.parse(text) : null;
+  let json: unknown = null;
+  try {
+    json = text ? JSON.parse(text) : null;
+  } catch {
+    throw new ApiCommandError('NOT_THE_GATEWAY', `${target.url} answered ${res.status} with something that is not JSON: is that the gateway's API address?`);
+  }
   if (!res.ok) {
     const { error, message, problems } = (json ?? {}) as { error?: string; message?: string; problems?: Array<{ row: number; field?: string; message: string }> };
     const lines = (problems ?? []).map((p) => `  row ${p.row}${p.field ? ` ${p.field}` : ''}: ${p.message}`);

@@ -18,6 +18,8 @@ import type { DeviceControl } from '../supervision/device-control.ts';
 import type { TroubleBook } from '../supervision/trouble-book.ts';
 import type { AuthDeps } from './auth.ts';
 import type { FeedHub } from './feed-hub.ts';
+import { hashToken } from '../registry/secrets.ts';
+import { LogThrottle } from '../log-throttle.ts';
 import { HttpError, installErrorHandler } from './errors.ts';
 import { installSecurityHeaders } from './security-headers.ts';
 import { alertRoutes } from './routes/alerts.ts';
@@ -54,8 +56,10 @@ export interface AppDeps {
   feed: FeedHub;
   dashboard: Config['dashboard'];
   log: Logger;
-  /** Requests per client address and minute, all routes together. */
+  /** Requests per token (or, without one, per client address) and minute, all routes together. */
   rateLimitPerMinute: number;
+  /** Fastify's trustProxy: true, or the proxies' addresses. */
+  trustProxy: boolean | string;
   /** Given: the API and dashboard are served over HTTPS only. */
   https?: TlsOptions;
 }
@@ -66,6 +70,8 @@ const BODY_LIMIT_BYTES = 256 * 1024;
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const options: FastifyServerOptions & { https?: TlsOptions } = {
     loggerInstance: deps.log as FastifyBaseLogger, bodyLimit: BODY_LIMIT_BYTES, logController: new LogController({ disableRequestLogging: true }),
+    // Behind a reverse proxy the client's address is in X-Forwarded-For; without this every limit would key on the proxy.
+    trustProxy: deps.trustProxy,
     ...(deps.https ? { https: deps.https } : {}),
   };
   // One instance type for both: routes never depend on the transport.
@@ -73,18 +79,20 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.decorateRequest('principal', null);
   installErrorHandler(app);
   installSecurityHeaders(app);
-  // A blunt cap per address against scraping and floods; police callbacks are
-  // signed and may come in bursts after an outage, so they are exempt.
+  // A blunt cap against scraping and floods: per token when the request
+  // carries one (dispatchers behind one NAT do not share a budget), per
+  // address otherwise. Bad tokens have their own, tighter limit (auth.ts).
+  const throttle = new LogThrottle(deps.log);
   await app.register(rateLimit, {
     max: deps.rateLimitPerMinute,
     timeWindow: 60_000,
-    allowList: (req) => req.url.startsWith('/api/police/'),
-    onExceeded: (req) => {
+    keyGenerator: (req) => (req.headers.authorization ? `token:${hashToken(req.headers.authorization)}` : `ip:${req.ip}`),
+    onExceeded: (req, key) => {
       deps.counters.inc('http_rate_limited_total');
-      deps.log.warn({ ip: req.ip, url: req.url, code: 'HTTP_RATE_LIMITED' }, 'HTTP rate limit reached for an address');
+      throttle.warn(`rate:${key}`, { ip: req.ip, url: req.url, code: 'HTTP_RATE_LIMITED' }, 'HTTP rate limit reached');
     },
     // Thrown by the plugin, so it goes through the JSON error handler like every other error.
-    errorResponseBuilder: (_req, ctx) => new HttpError(ctx.statusCode, 'RATE_LIMITED', `more than ${ctx.max} requests a minute from this address: retry in ${ctx.after}`),
+    errorResponseBuilder: (_req, ctx) => new HttpError(ctx.statusCode, 'RATE_LIMITED', `more than ${ctx.max} requests a minute: retry in ${ctx.after}`),
   });
   await app.register(healthRoutes, { health: deps.health });
   await app.register(metricsRoutes, deps);

@@ -41,17 +41,23 @@ export function principalFor(deps: AuthDeps, authorization: string | undefined):
   return { name: record.name, role: record.role };
 }
 
-/** preHandler: authenticates the request and demands at least `role`. */
+/**
+ * preHandler: authenticates the request and demands at least `role`. A valid
+ * token always gets in, whatever its address did: one stale script behind a
+ * control room's NAT must not lock every dispatcher out. A token check is a
+ * SHA-256 and an index lookup, so checking first costs nothing worth saving;
+ * past the limit, a bad token gets 429 instead of 401.
+ */
 export function requireRole(deps: AuthDeps, role: Role) {
   return async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
-    if (deps.limiter.limited(req.ip, undefined)) {
-      reply.header('retry-after', '60');
-      throw new HttpError(429, 'TOO_MANY_AUTH_FAILURES', 'too many failed token checks from this address: try again in a minute');
-    }
     let principal: Principal;
     try {
       principal = principalFor(deps, req.headers.authorization);
     } catch (err) {
+      if (deps.limiter.limited(req.ip, undefined)) {
+        reply.header('retry-after', '60');
+        throw new HttpError(429, 'TOO_MANY_AUTH_FAILURES', 'too many failed token checks from this address: try again in a minute');
+      }
       deps.limiter.failure(req.ip, undefined);
       throw err;
     }

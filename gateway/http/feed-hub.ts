@@ -75,9 +75,19 @@ export function sseFrame<E extends FeedEventName>(event: E, data: FeedEvents<Ale
   return `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
 }
 
+const SNAPSHOT_REUSE_MS = 1000;
+
 export class FeedHub {
   private readonly clients = new Set<FeedClient>();
   private pending: Pending[] = [];
+  /**
+   * The last snapshot per view (full, or a viewer's): after a restart or an
+   * overflow every screen reconnects within a second or two, and each would
+   * otherwise serialise the same thousands of alerts and troubles again. Any
+   * change empties it, so a client never gets a snapshot older than a change
+   * it was not there to receive.
+   */
+  private readonly snapshots = new Map<boolean, { open: ReturnType<AlertRepo['list']>; frame: string }>();
   private flushScheduled = false;
   private unsubscribe: Array<() => void> = [];
   private timers: NodeJS.Timeout[] = [];
@@ -142,17 +152,11 @@ export class FeedHub {
     this.clients.add(client);
     this.deps.counters.inc('feed_clients_connected_total');
     res.on('close', () => this.clients.delete(client));
-    const { alerts, registry, troubles, health } = this.deps;
-    const open = alerts.list({ open: true, limit: SNAPSHOT_ALERTS });
-    auditHomeReadsBy(this.deps.homeAudit, principal, open.map((a) => registry.site(a.siteId)), 'homes.read.feed');
+    const { open, frame } = this.snapshotFor(principal);
+    auditHomeReadsBy(this.deps.homeAudit, principal, open.map((a) => this.deps.registry.site(a.siteId)), 'homes.read.feed');
     this.write(client, sseFrame('hello', { name: principal.name, role: principal.role, serverTime: new Date(this.deps.homeAudit.now()).toISOString() }));
-    const snapshot = sseFrame('snapshot', {
-      alerts: open.map((a) => alertView(a, registry.site(a.siteId), principal.role)),
-      troubles: troubles.open(),
-      health: health(),
-    });
-    client.allowance += Buffer.byteLength(snapshot);
-    this.write(client, snapshot);
+    client.allowance += Buffer.byteLength(frame);
+    this.write(client, frame);
   }
 
   /**
@@ -173,7 +177,26 @@ export class FeedHub {
     }
   }
 
+  private snapshotFor(principal: Principal): { open: ReturnType<AlertRepo['list']>; frame: string } {
+    const full = seesHomeDetails(principal.role);
+    const cached = this.snapshots.get(full);
+    if (cached) return cached;
+    const { alerts, registry, troubles, health } = this.deps;
+    const open = alerts.list({ open: true, limit: SNAPSHOT_ALERTS });
+    const frame = sseFrame('snapshot', {
+      alerts: open.map((a) => alertView(a, registry.site(a.siteId), principal.role)),
+      troubles: troubles.open(),
+      health: health(),
+    });
+    const snapshot = { open, frame };
+    this.snapshots.set(full, snapshot);
+    // Health moves on by itself: a snapshot is reused for a second at most.
+    setTimeout(() => this.snapshots.delete(full), SNAPSHOT_REUSE_MS).unref();
+    return snapshot;
+  }
+
   private enqueue(item: Pending): void {
+    this.snapshots.clear();
     if (this.clients.size === 0) return;
     if (this.pending.length >= this.limits.maxPending) {
       this.deps.counters.inc('feed_overflows_total');

@@ -2,7 +2,7 @@
 import type { Site } from '../../protocol/index.ts';
 import type { DeviceRecord } from '../store/registry-repo.ts';
 import type { Role } from '../store/token-repo.ts';
-import { siteView } from './personal-data.ts';
+import { seesHomeDetails, siteView } from './personal-data.ts';
 import type { AlertRecord, OutboxRow, TimelineEntry } from '../store/alert-repo.ts';
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
@@ -20,7 +20,9 @@ export function alertView(a: AlertRecord, site: Site | undefined, role: Role) {
     id: a.id, deviceId: a.deviceId, seq: a.seq, siteId: a.siteId, type: a.type, priority: a.priority, state: a.state,
     source: a.source, pressedAt: iso(a.pressedAt), receivedAt: iso(a.receivedAt), deviceTs: iso(a.deviceTs), clockSkew: a.clockSkew,
     caseId: a.caseId, deliveredAt: iso(a.deliveredAt), ackedAt: iso(a.ackedAt), ackedBy: a.ackedBy,
-    resolvedAt: iso(a.resolvedAt), resolvedBy: a.resolvedBy, outcome: a.outcome, note: a.note, policeStatus: a.policeStatus,
+    resolvedAt: iso(a.resolvedAt), resolvedBy: a.resolvedBy, outcome: a.outcome,
+    // A dispatcher's free-text note on a home alert may repeat its address: not for viewers.
+    note: site?.kind === 'home' && !seesHomeDetails(role) ? null : a.note, policeStatus: a.policeStatus,
     escalatedAt: iso(a.escalatedAt), remindedAt: iso(a.remindedAt), updatedAt: iso(a.updatedAt),
     site: site ? siteView(site, role) : null,
   };

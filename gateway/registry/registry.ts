@@ -103,7 +103,13 @@ export class Registry {
     }
     const added = sites.filter((s) => !this.sites.has(s.id));
     const at = this.clock.now();
-    await this.commits.write(() => added.forEach((site) => this.repo.insertSite(site, at)));
+    try {
+      await this.commits.write(() => added.forEach((site) => this.repo.insertSite(site, at)));
+    } catch (err) {
+      // Another import took one of these ids while this one waited for its commit.
+      if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') throw new RegistryError('SITE_EXISTS', 'a site of this import was added meanwhile: retry with ?existing=skip', 'id');
+      throw err;
+    }
     for (const site of added) this.sites.set(site.id, site);
     return { added, skipped };
   }

@@ -68,18 +68,27 @@ export class SerialUplink implements LinkSink {
       case 'BOOT':
         link.noteBoot(frame, receivedAt);
         this.deps.log.info({ port: link.name, receiverId: frame.receiverId, fw: frame.fw }, `receiver ${frame.receiverId} booted on ${link.name}`);
-        this.deps.presence.heard(frame.receiverId, { fw: frame.fw }, receivedAt, 'serial');
+        this.receiverHeard(frame.receiverId, { fw: frame.fw }, receivedAt);
         // A rebooted dongle has forgotten every interval: its own, and those it relays.
         for (const id of [frame.receiverId, ...this.deps.routes.devicesOnLink(link)]) this.sendConfig(link, id);
         return;
       case 'RHL':
         link.noteHealth(frame, receivedAt);
-        this.deps.presence.heard(frame.receiverId, {}, receivedAt, 'serial');
+        this.receiverHeard(frame.receiverId, {}, receivedAt);
         return;
       case 'ACK': case 'CFG':
         // Our own downlink coming back: an echoing port or a wiring loop, never a dongle.
         return this.reject(link, 'unexpected-kind', `${frame.kind} is a gateway-to-dongle frame`);
     }
+  }
+
+  /**
+   * BOOT and health lines carry no MAC: they may check in the receiver
+   * itself, never another kind of device, or a dongle misconfigured with a
+   * button's id would keep a dead button looking alive.
+   */
+  private receiverHeard(receiverId: string, seen: { fw?: string }, at: number): void {
+    if (this.deps.registry.device(receiverId)?.type === 'rf-receiver') this.deps.presence.heard(receiverId, seen, at, 'serial');
   }
 
   private async event(link: PortLink, frame: DeviceEventFrame, receivedAt: number): Promise<void> {

@@ -9,9 +9,10 @@ import type { DeviceRecord } from '../../store/registry-repo.ts';
 import type { DeviceControl } from '../../supervision/device-control.ts';
 import { requireRole, type AuthDeps } from '../auth.ts';
 import { HttpError, validate } from '../errors.ts';
+import { auditHomeReads, siteView, type HomeReadAudit } from '../personal-data.ts';
 import { deviceView } from '../views.ts';
 
-export interface DeviceRoutesDeps {
+export interface DeviceRoutesDeps extends Omit<HomeReadAudit, 'now'> {
   auth: AuthDeps;
   registry: Registry;
   audit: AuditRepo;
@@ -58,7 +59,9 @@ export const deviceRoutes: FastifyPluginAsync<DeviceRoutesDeps> = async (app, de
     const { id } = validate(IdParams, req.params, 'params');
     const device = registry.device(id);
     if (!device) throw new HttpError(404, 'DEVICE_NOT_FOUND', `no device ${id}`, 'id');
-    return { ...view(device), site: registry.site(device.siteId) ?? null };
+    const site = registry.site(device.siteId);
+    auditHomeReads({ ...deps, now: auth.now }, req, [site], 'home.read.device');
+    return { ...view(device), site: site ? siteView(site, req.principal!.role) : null };
   });
 
   // Revoking: the device's sessions are closed now and it can never connect or be heard by radio again.

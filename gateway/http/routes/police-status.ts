@@ -21,9 +21,10 @@ export interface PoliceStatusDeps {
   counters: Counters;
   now: () => number;
   log: Logger;
+  rateLimitPerMinute: number;
 }
 
-export const policeStatusRoutes: FastifyPluginAsync<PoliceStatusDeps> = async (app, { alerts, lifecycle, routes, counters, now, log }) => {
+export const policeStatusRoutes: FastifyPluginAsync<PoliceStatusDeps> = async (app, { alerts, lifecycle, routes, counters, now, log, rateLimitPerMinute }) => {
   const throttle = new LogThrottle(log);
   const refuse = (status: number, code: string, message: string, detail: Record<string, unknown>): never => {
     counters.inc('police_callbacks_refused_total', { reason: code });
@@ -34,7 +35,8 @@ export const policeStatusRoutes: FastifyPluginAsync<PoliceStatusDeps> = async (a
   // The signature covers the exact bytes sent, so this plugin keeps the body as text.
   app.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: MAX_POLICE_STATUS_BYTES }, (_req, body, done) => done(null, body));
 
-  app.post('/api/police/status', async (req) => {
+  // Signed, and after an outage a station may report on hundreds of alerts at once: a budget of its own, ten times the API's.
+  app.post('/api/police/status', { config: { rateLimit: { max: rateLimitPerMinute * 10, timeWindow: 60_000 } } }, async (req) => {
     const raw = typeof req.body === 'string' ? req.body : '';
     const signature = req.headers[SIGNATURE_HEADER] as string | undefined;
     const signers = routes.secrets().filter(({ secret }) => verifySignature(secret, raw, signature));
