@@ -206,6 +206,7 @@ export class Fleet {
     }
     d.client = client;
     this.stats.connected++;
+    this.stats.peakConnected = Math.max(this.stats.peakConnected, this.stats.connected);
     client.onClose(() => this.onClosed(d, client));
     for (const p of d.pending.values()) this.sendEvent(d, p, true);
     return true;

@@ -33,6 +33,8 @@ interface PressRecord {
 
 export class SimStats {
   connected = 0;
+  /** Most devices connected at once. */
+  peakConnected = 0;
   connectFailures = 0;
   refused = 0;
   reconnects = 0;
@@ -48,7 +50,7 @@ export class SimStats {
   private readonly presses = new Map<string, PressRecord>();
   private ackedCount = 0;
   private deliveredCount = 0;
-  /** Deliveries for alerts this run never pressed (should stay 0). */
+  /** Acks for alerts this run did not press (earlier runs' alerts moving on, e.g. police status callbacks). */
   unknownDeliveries = 0;
   private readonly pubackMs: number[] = [];
   private readonly deliveredMs: number[] = [];
@@ -115,7 +117,7 @@ export class SimStats {
     return [
       '',
       title,
-      row('devices connected', this.connected),
+      row('devices connected (peak)', this.peakConnected),
       row('connect failures / refused', `${this.connectFailures} / ${this.refused}`),
       row('drops / reconnects', `${this.drops} / ${this.reconnects}`),
       row('heartbeats sent / lost', `${this.heartbeats} / ${this.heartbeatsLost}`),
@@ -124,7 +126,7 @@ export class SimStats {
       row('presses with skewed clock', this.skewedPresses),
       row('presses acked (PUBACK)', this.ackedCount),
       row('presses delivered', this.deliveredCount),
-      row('unknown deliveries', this.unknownDeliveries),
+      row('acks for alerts not pressed now', this.unknownDeliveries),
       row('lost (sent - delivered)', this.sent - this.deliveredCount),
       `  ${'latency'.padEnd(30)} ${'p50'.padStart(10)} ${'p99'.padStart(10)} ${'p99.9'.padStart(10)} ${'max'.padStart(10)}`,
       `  ${'press → PUBACK'.padEnd(30)} ${ms(puback.p50).padStart(10)} ${ms(puback.p99).padStart(10)} ${ms(puback.p999).padStart(10)} ${ms(puback.max).padStart(10)}`,
