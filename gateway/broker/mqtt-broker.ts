@@ -4,6 +4,7 @@ import { createServer, type AddressInfo, type Server } from 'node:net';
 import type { Logger } from 'pino';
 import type { Counters } from '../metrics/counters.ts';
 import { guardPacketSize } from './packet-size-guard.ts';
+import { indexedMemoryPersistence } from './retained-index.ts';
 
 export interface MqttBrokerOptions {
   host: string;
@@ -43,6 +44,7 @@ export class MqttBroker {
       // the stack and kills the gateway. What the gateway publishes is already
       // bounded upstream (the commit queue's maxPending), so this only has to sit above it.
       concurrency: BROKER_CONCURRENCY,
+      persistence: indexedMemoryPersistence(),
     });
     aedes.on('clientError', (client, err) => {
       this.counters.inc('mqtt_client_errors_total');
