@@ -11,7 +11,7 @@ import type { Clock } from '../clock.ts';
 import type { Counters } from '../metrics/counters.ts';
 import type { AlertLifecycle } from '../pipeline/alert-lifecycle.ts';
 import type { Registry } from '../registry/registry.ts';
-import type { AlertRepo, OutboxRow, OutboxTarget } from '../store/alert-repo.ts';
+import type { AlertRecord, AlertRepo, OutboxRow, OutboxTarget } from '../store/alert-repo.ts';
 import type { CommitQueue } from '../store/commit-queue.ts';
 import type { CircuitBreaker, EndpointReport } from './circuit-breaker.ts';
 import type { PoliceHttpClient } from './police-client.ts';
@@ -87,6 +87,18 @@ export class Dispatcher {
     });
   }
 
+  /**
+   * A new alert, just committed: its first POST starts now, from the records
+   * in hand, when a slot is free. This skips a turn of the event loop and the
+   * outbox read-back that the pump would cost; with no free slot the pump
+   * finds the row in the store as usual.
+   */
+  dispatchNew(alert: AlertRecord, row: OutboxRow): void {
+    if (this.stopping) return;
+    if (this.inFlight.size >= this.opts.concurrency) return this.notify();
+    this.launch(row, alert);
+  }
+
   /** Stops starting attempts, waits up to `graceMs` for those in flight; the outbox keeps the rest. */
   async stop(graceMs: number): Promise<void> {
     this.stopping = true;
@@ -123,11 +135,11 @@ export class Dispatcher {
     this.armTimer();
   }
 
-  private launch(row: OutboxRow): void {
+  private launch(row: OutboxRow, known?: AlertRecord): void {
     const key = `${row.alertId}:${row.target}`;
     if (this.inFlight.has(key)) return;
     this.inFlight.add(key);
-    void this.attempt(row).catch((err: unknown) => {
+    void this.attempt(row, known).catch((err: unknown) => {
       // The outcome could not be recorded (store failing or closed): the row is still due and goes out again.
       this.deps.log.error({ err, alertId: row.alertId, target: row.target }, 'police attempt outcome not recorded; it will be retried');
     }).finally(() => {
@@ -163,9 +175,10 @@ export class Dispatcher {
     this.timer.unref();
   }
 
-  private async attempt(row: OutboxRow): Promise<void> {
+  /** `known`: the alert as just committed, when the caller has it (no read-back). */
+  private async attempt(row: OutboxRow, known?: AlertRecord): Promise<void> {
     const { alerts, registry, routes, http, clock, counters, log, lifecycle } = this.deps;
-    const alert = alerts.get(row.alertId);
+    const alert = known ?? alerts.get(row.alertId);
     const site = alert && registry.site(alert.siteId);
     if (!alert || !site) {
       log.error({ alertId: row.alertId, code: 'DISPATCH_ORPHAN' }, 'outbox row without alert or site: skipped');

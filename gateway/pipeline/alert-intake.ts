@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { deriveAlertId, EVENT_PRIORITY, type EventPayload } from '../../protocol/index.ts';
 import type { Counters } from '../metrics/counters.ts';
 import type { Registry } from '../registry/registry.ts';
-import type { AlertRecord, AlertRepo, AlertSource } from '../store/alert-repo.ts';
+import type { AlertRecord, AlertRepo, AlertSource, OutboxRow } from '../store/alert-repo.ts';
 import type { CommitQueue } from '../store/commit-queue.ts';
 import type { AlertBus } from './alert-bus.ts';
 import type { RouteTable } from '../dispatch/route-table.ts';
@@ -40,8 +40,8 @@ export interface AlertIntakeDeps {
   routes: RouteTable;
   window: SeqWindow;
   bus: AlertBus;
-  /** Wakes the dispatcher: a new outbox row is due now. */
-  onNewAlert: (alert: AlertRecord) => void;
+  /** Hands the dispatcher a new alert and its outbox row, committed and due now. */
+  onNewAlert: (alert: AlertRecord, outbox: OutboxRow) => void;
   counters: Counters;
   log: Logger;
 }
@@ -95,7 +95,9 @@ export class AlertIntake {
       caseId: null, deliveredAt: null, ackedAt: null, ackedBy: null, resolvedAt: null, resolvedBy: null,
       outcome: null, note: null, escalatedAt: null, remindedAt: null, policeStatus: null, updatedAt: receivedAt,
     };
-    const outbox = { alertId, target: 'primary' as const, route: routes.routeFor(site).name, priority, createdAt: receivedAt, nextAt: receivedAt };
+    const outbox: OutboxRow = {
+      alertId, target: 'primary', route: routes.routeFor(site).name, priority, createdAt: receivedAt, nextAt: receivedAt, attempts: 0, lastError: null, doneAt: null,
+    };
 
     const inserted = await commits.write(() => alerts.insert(alert, outbox));
     if (!inserted) {
@@ -110,7 +112,7 @@ export class AlertIntake {
     }
     log.info({ alertId, deviceId, siteId: site.id, type: event.type, seq: event.seq, source }, 'alert received');
     bus.emit({ kind: 'received', alert, site });
-    this.deps.onNewAlert(alert);
+    this.deps.onNewAlert(alert, outbox);
     return { alert, repeat: false };
   }
 
