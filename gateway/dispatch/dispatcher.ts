@@ -62,7 +62,10 @@ export function policeRequest(route: ResolvedRoute, input: PoliceBodyInput): { b
 const isMilestone = (attempt: number) => (attempt & (attempt - 1)) === 0;
 
 export class Dispatcher {
+  /** Attempts not finished: POST outstanding, or its outcome still being committed (not to be launched again). */
   private readonly inFlight = new Set<string>();
+  /** Attempts whose POST is outstanding: what `concurrency` bounds. Recording an outcome holds no slot. */
+  private posting = 0;
   private pumpScheduled = false;
   private timer: NodeJS.Timeout | null = null;
   private stopping = false;
@@ -95,7 +98,7 @@ export class Dispatcher {
    */
   dispatchNew(alert: AlertRecord, row: OutboxRow): void {
     if (this.stopping) return;
-    if (this.inFlight.size >= this.opts.concurrency) return this.notify();
+    if (this.posting >= this.opts.concurrency) return this.notify();
     this.launch(row, alert);
   }
 
@@ -121,14 +124,14 @@ export class Dispatcher {
 
   private pump(): void {
     if (this.stopping) return;
-    const free = this.opts.concurrency - this.inFlight.size;
+    const free = this.opts.concurrency - this.posting;
     if (free > 0) {
       const now = this.deps.clock.now();
       // Rows in flight are still "due" in the store; read past them.
       // Probes first: one parked row per recovered-looking endpoint, so an outage ends as soon as the endpoint is back.
       const rows = [...this.probeRows(), ...this.deps.alerts.dueOutbox(now, free + this.inFlight.size)];
       for (const row of rows) {
-        if (this.inFlight.size >= this.opts.concurrency) break;
+        if (this.posting >= this.opts.concurrency) break;
         this.launch(row);
       }
     }
@@ -139,10 +142,19 @@ export class Dispatcher {
     const key = `${row.alertId}:${row.target}`;
     if (this.inFlight.has(key)) return;
     this.inFlight.add(key);
-    void this.attempt(row, known).catch((err: unknown) => {
+    this.posting++;
+    let posted = false;
+    const postDone = () => {
+      if (posted) return;
+      posted = true;
+      this.posting--;
+      this.notify();
+    };
+    void this.attempt(row, postDone, known).catch((err: unknown) => {
       // The outcome could not be recorded (store failing or closed): the row is still due and goes out again.
       this.deps.log.error({ err, alertId: row.alertId, target: row.target }, 'police attempt outcome not recorded; it will be retried');
     }).finally(() => {
+      postDone();
       this.inFlight.delete(key);
       if (this.inFlight.size === 0 && this.idle) this.idle();
       this.notify();
@@ -170,13 +182,18 @@ export class Dispatcher {
     if (next === null || this.stopping) return;
     const delay = Math.max(0, next - this.deps.clock.now());
     // Only worth a timer if the pump would find a free slot: otherwise a completion will pump.
-    if (delay === 0 && this.inFlight.size >= this.opts.concurrency) return;
+    if (delay === 0 && this.posting >= this.opts.concurrency) return;
     this.timer = setTimeout(() => this.pump(), Math.max(delay, 5));
     this.timer.unref();
   }
 
-  /** `known`: the alert as just committed, when the caller has it (no read-back). */
-  private async attempt(row: OutboxRow, known?: AlertRecord): Promise<void> {
+  /**
+   * `postDone` frees the slot once the police have answered (or failed to):
+   * committing the outcome takes no slot, the attempt stays in `inFlight`
+   * until it is committed, so the row cannot go out twice meanwhile.
+   * `known`: the alert as just committed, when the caller has it (no read-back).
+   */
+  private async attempt(row: OutboxRow, postDone: () => void, known?: AlertRecord): Promise<void> {
     const { alerts, registry, routes, http, clock, counters, log, lifecycle } = this.deps;
     const alert = known ?? alerts.get(row.alertId);
     const site = alert && registry.site(alert.siteId);
@@ -196,7 +213,7 @@ export class Dispatcher {
     let failure: string;
     try {
       this.deps.onStage?.(alert.id, 'sent', { n: attempt, route: row.route, target: row.target });
-      const answer = await http.post(url, body, headers, this.opts.timeoutMs);
+      const answer = await http.post(url, body, headers, this.opts.timeoutMs).finally(postDone);
       if (answer.status >= 200 && answer.status < 300) {
         if (this.deps.breaker.success(url)) await this.bringForward(url);
         counters.inc('police_delivered_total', { target: row.target });
