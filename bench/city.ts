@@ -88,6 +88,13 @@ function cpuMicros(pid: number): number {
 /** RSS in KiB; 0 once the process is gone (the run then fails on its missing deliveries). */
 const rssKiB = (pid: number) => readRssKiB(pid) ?? 0;
 
+/** CPU use since `from`, in % of one core, of this process and of `pid`. */
+function cpuShare(from: { bench: NodeJS.CpuUsage; gateway: number; at: number }, pid: number): { bench: number; gateway: number } {
+  const wallUs = (performance.now() - from.at) * 1000;
+  const own = process.cpuUsage(from.bench);
+  return { bench: Math.round((100 * (own.user + own.system)) / wallUs), gateway: Math.round((100 * (cpuMicros(pid) - from.gateway)) / wallUs) };
+}
+
 async function connectFleet(fleet: Fleet, label: string): Promise<void> {
   let done = 0;
   let last = performance.now();
@@ -281,7 +288,10 @@ async function main(): Promise<void> {
     progress(`gateway: ${hbGateway.toFixed(1)} µs CPU per heartbeat`);
 
     // 3. Critical path.
+    const cpu0 = { bench: process.cpuUsage(), gateway: cpuMicros(gw.pid), at: performance.now() };
     const critical = await pressAtRate(crit, police, RATE, CRIT_SEC, 'gateway presses');
+    const critCpu = cpuShare(cpu0, gw.pid);
+    progress(`CPU during the critical path: bench process ${critCpu.bench}% of a core, gateway ${critCpu.gateway}%`);
     progress(`gateway press → police: p50 ${critical.p50} ms, p99 ${critical.p99} ms, p99.9 ${critical.p999} ms (${critical.count} timed, ${critical.missing} missing)`);
     const stages = await gatewayStages(httpPort);
     progress(`gateway's own stage times (p50/p99 ms, /api/latency): ${stages}`);
@@ -325,7 +335,10 @@ async function main(): Promise<void> {
     await sleep(3000);
     const hbMosquitto = await heartbeatCost(base, mosquitto.pid!, HB_COUNT, HB_RATE);
     progress(`mosquitto: ${hbMosquitto.toFixed(1)} µs CPU per message`);
+    const cpuB = { bench: process.cpuUsage(), gateway: cpuMicros(mosquitto.pid!), at: performance.now() };
     const baseline = await pressAtRate(base, police, RATE, CRIT_SEC, 'baseline presses');
+    const baseCpu = cpuShare(cpuB, mosquitto.pid!);
+    progress(`CPU during the baseline: bench process ${baseCpu.bench}% of a core, mosquitto ${baseCpu.gateway}%`);
     progress(`baseline press → police: p50 ${baseline.p50} ms, p99 ${baseline.p99} ms (${baseline.count} timed, ${baseline.missing} missing)`);
     base.stop();
     fleets.splice(0);
@@ -338,6 +351,7 @@ async function main(): Promise<void> {
       burst_sent: burst.sent, burst_delivered: burst.delivered, burst_dupes: burst.dupes, burst_drain_s: burst.drainS,
       rss_growth_mb: burst.rssGrowthMb,
       kb_per_device: round(kbPerDevice, 1), kb_per_device_at_scale: round(kbAtScale, 1), scale_devices: SCALE_DEVICES,
+      cpu_pct_during_critical: critCpu, cpu_pct_during_baseline: baseCpu,
       devices: CRIT_DEVICES, rate_per_s: critical.achievedRate, timed_presses: critical.count, missing_presses: critical.missing,
       baseline_missing: baseline.missing, burst_devices: BURST_DEVICES,
       hb_us_gateway: round(hbGateway, 1), hb_us_mosquitto: round(hbMosquitto, 1), hb_ratio: hbMosquitto > 0 ? round(hbGateway / hbMosquitto, 2) : null,

@@ -261,10 +261,9 @@ export class Fleet {
   private onMessage(d: DeviceState, topic: string, payload: Buffer): void {
     if (topic === topics.ack(d.spec.id)) {
       this.stats.ackMessages++;
+      if (this.opts.deliveredByAck === false) return;
       const ack = parseJsonPayload(AckPayload, payload);
-      if (ack.ok && this.opts.deliveredByAck !== false && stateRank(ack.value.state) >= stateRank('acknowledged')) {
-        this.stats.delivered(ack.value.alertId, this.now());
-      }
+      if (ack.ok && stateRank(ack.value.state) >= stateRank('acknowledged')) this.stats.delivered(ack.value.alertId, this.now());
       return;
     }
     if (topic === topics.config(d.spec.id)) {
