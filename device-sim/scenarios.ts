@@ -5,7 +5,7 @@
 // can be repeated exactly.
 import { type DeviceType, type EventType, type Site } from '../protocol/index.ts';
 import { demoSecret } from '../gateway/registry/demo-credentials.ts';
-import { generateDemoSites } from '../gateway/registry/demo-registry.ts';
+import { generateDemoSites, mulberry32 } from '../gateway/registry/demo-registry.ts';
 import { demoDeviceIds } from '../gateway/registry/seed.ts';
 
 export const SCENARIOS = ['steady', 'burst', 'reconnect-storm', 'flaky', 'clock-skew'] as const;
@@ -30,17 +30,8 @@ export const TRIP_TYPE: Record<DeviceType, EventType | null> = {
   'rf-receiver': null,
 };
 
-/** mulberry32: a small seeded generator, for repeatable runs (nothing secret). */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
+/** The demo registry's seeded generator (mulberry32), for repeatable runs (nothing secret). */
+export const seededRandom: (seed: number) => () => number = mulberry32;
 
 /**
  * The demo registry's devices (the gateway seeds the same ones from the same
