@@ -91,10 +91,11 @@ export class Dispatcher {
   }
 
   /**
-   * A new alert, just committed: its first POST starts now, from the records
-   * in hand, when a slot is free. This skips a turn of the event loop and the
-   * outbox read-back that the pump would cost; with no free slot the pump
-   * finds the row in the store as usual.
+   * A new alert, its commit queued: its first POST starts now, from the
+   * records in hand, when a slot is free, without waiting for the commit's
+   * fsync or reading the outbox back. The outcome is recorded by writes queued
+   * behind the insert, so they commit after it. With no free slot the pump
+   * finds the row in the store once committed.
    */
   dispatchNew(alert: AlertRecord, row: OutboxRow): void {
     if (this.stopping) return;
@@ -191,7 +192,7 @@ export class Dispatcher {
    * `postDone` frees the slot once the police have answered (or failed to):
    * committing the outcome takes no slot, the attempt stays in `inFlight`
    * until it is committed, so the row cannot go out twice meanwhile.
-   * `known`: the alert as just committed, when the caller has it (no read-back).
+   * `known`: the alert as the intake holds it, its commit queued (no read-back).
    */
   private async attempt(row: OutboxRow, postDone: () => void, known?: AlertRecord): Promise<void> {
     const { alerts, registry, routes, http, clock, counters, log, lifecycle } = this.deps;

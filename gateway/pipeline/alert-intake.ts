@@ -40,8 +40,15 @@ export interface AlertIntakeDeps {
   routes: RouteTable;
   window: SeqWindow;
   bus: AlertBus;
-  /** Hands the dispatcher a new alert and its outbox row, committed and due now. */
-  onNewAlert: (alert: AlertRecord, outbox: OutboxRow) => void;
+  /**
+   * Hands the dispatcher a new alert and its outbox row as its commit is
+   * queued: the first POST need not wait for the commit (only the PUBACK
+   * must). The alert id is deterministic, so if the commit then fails, the
+   * device's resend is stored and sent again under the same Idempotency-Key.
+   */
+  dispatchEarly: (alert: AlertRecord, outbox: OutboxRow) => void;
+  /** Wakes the dispatcher once the alert is committed (it finds the row if the early POST had no slot). */
+  onNewAlert: (alert: AlertRecord) => void;
   counters: Counters;
   log: Logger;
 }
@@ -99,7 +106,11 @@ export class AlertIntake {
       alertId, target: 'primary', route: routes.routeFor(site).name, priority, createdAt: receivedAt, nextAt: receivedAt, attempts: 0, lastError: null, doneAt: null,
     };
 
-    const inserted = await commits.write(() => alerts.insert(alert, outbox));
+    // Only when the queue takes the write (store healthy, not overloaded): never POST what will not be stored.
+    const early = commits.accepting();
+    const committed = commits.write(() => alerts.insert(alert, outbox));
+    if (early) this.deps.dispatchEarly(alert, outbox);
+    const inserted = await committed;
     if (!inserted) {
       // Another path (the other transport) stored the same (device, seq) first.
       return this.repeat(alerts.get(alertId)!);
@@ -112,7 +123,7 @@ export class AlertIntake {
     }
     log.info({ alertId, deviceId, siteId: site.id, type: event.type, seq: event.seq, source }, 'alert received');
     bus.emit({ kind: 'received', alert, site });
-    this.deps.onNewAlert(alert, outbox);
+    this.deps.onNewAlert(alert);
     return { alert, repeat: false };
   }
 
