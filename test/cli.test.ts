@@ -62,3 +62,11 @@ it('sim dongle boots, presses signed with the radio key, and prints the ACK line
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+it('sim refuses an unknown scenario or a bad count with a message naming the option', async () => {
+  for (const [args, option] of [[['sim', '--scenario', 'meltdown'], '--scenario'], [['sim', '--devices', '0'], '--devices'], [['sim', '--loss', '2'], '--loss']] as const) {
+    const err = await run([...args]).then(() => null, (e: { code: number; stderr: string }) => e);
+    expect(err?.code, args.join(' ')).toBe(2);
+    expect(err?.stderr).toContain(option);
+  }
+});
