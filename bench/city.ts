@@ -33,6 +33,8 @@ const { values: args } = parseArgs({
     'keep-data': { type: 'boolean', default: false },
     /** Node flags for the gateway child, space-separated: --gateway-node-args="--cpu-prof --cpu-prof-dir=prof". */
     'gateway-node-args': { type: 'string' },
+    /** The gateway's police.concurrency (POSTs in flight), through a config file; default: the gateway's default. */
+    'police-concurrency': { type: 'string' },
   },
   strict: true,
 });
@@ -42,6 +44,9 @@ const QUICK = args.quick;
 const FD_LIMIT = Number(process.env.SAFEHAVEN_BENCH_FD_LIMIT ?? 0) || readFdLimit();
 const MAX_CONNECTIONS = Math.max(1000, FD_LIMIT - 1000);
 const cap = (want: number) => Math.min(want, MAX_CONNECTIONS);
+
+const POLICE_CONCURRENCY = args['police-concurrency'] === undefined ? null : Number(args['police-concurrency']);
+if (POLICE_CONCURRENCY !== null && !(Number.isInteger(POLICE_CONCURRENCY) && POLICE_CONCURRENCY >= 1)) throw new Error('--police-concurrency must be a whole number ≥ 1');
 
 const CRIT_DEVICES = cap(10_000);
 const RATE = 1000;
@@ -160,12 +165,13 @@ async function pressAtRate(fleet: Fleet, police: PoliceReceiver, rate: number, s
     // A 1 ms cadence: each tick sends about one press, as independent devices would.
     await sleep(1);
   }
+  const achievedRate = Math.round(total / ((performance.now() - start) / 1000));
   const expected = [...pressedAt.keys()];
   const deadline = performance.now() + 30_000;
   while (expected.some((k) => !police.firstAt.has(k)) && performance.now() < deadline) await sleep(50);
   const missing = expected.filter((k) => !police.firstAt.has(k)).length;
   police.onFirst(() => undefined);
-  return { ...summarizeLatencies(latencies), pressed: expected.length, missing, achievedRate: Math.round(total / ((performance.now() - start) / 1000)) };
+  return { ...summarizeLatencies(latencies), pressed: expected.length, missing, achievedRate };
 }
 
 function startMosquitto(port: number, dir: string): ChildProcess {
@@ -219,6 +225,12 @@ async function stopChild(child: ChildProcess | null): Promise<void> {
   clearTimeout(t);
 }
 
+function writeConfig(dir: string, config: unknown): string {
+  const path = join(dir, 'bench-config.json');
+  writeFileSync(path, JSON.stringify(config));
+  return path;
+}
+
 function sourceIps(): string[] {
   return Array.from({ length: SOURCE_IPS }, (_, i) => `127.0.0.${i + 1}`);
 }
@@ -252,7 +264,8 @@ async function main(): Promise<void> {
       SAFEHAVEN_DEMO_STORES: String(TOTAL_DEVICES), SAFEHAVEN_DEMO_HOMES: '0',
       // Warnings only: at info the gateway logs two lines per alert into the pipe this process reads, and
       // this process, busy with thousands of devices, reads it late: the gateway then blocks on a full pipe.
-      SAFEHAVEN_ADMIN_TOKEN: ADMIN_TOKEN, SAFEHAVEN_LOG_LEVEL: 'warn',
+      SAFEHAVEN_ADMIN_TOKEN: ADMIN_TOKEN,
+      ...(POLICE_CONCURRENCY ? { SAFEHAVEN_CONFIG: writeConfig(dataDir, { police: { concurrency: POLICE_CONCURRENCY } }) } : {}), SAFEHAVEN_LOG_LEVEL: 'warn',
     },
     nodeArgs: args['gateway-node-args']?.split(' ').filter(Boolean),
     keep: (l) => (l.level ?? 0) >= 50,
@@ -310,14 +323,16 @@ async function main(): Promise<void> {
     // 5. Scale.
     let kbAtScale: number | null = null;
     const connectedNow = fleets.reduce((n, f) => n + f.size, 0);
-    if (SCALE_DEVICES > connectedNow) {
-      const more = fleetOf(all.slice(connectedNow, SCALE_DEVICES), mqttPort);
-      fleets.push(more);
-      await connectFleet(more, 'scale devices');
-      more.start();
+    if (SCALE_DEVICES > CRIT_DEVICES) {
+      if (SCALE_DEVICES > connectedNow) {
+        const more = fleetOf(all.slice(connectedNow, SCALE_DEVICES), mqttPort);
+        fleets.push(more);
+        await connectFleet(more, 'scale devices');
+        more.start();
+      }
       await sleep(3000);
       kbAtScale = (rssKiB(gw.pid) - rssIdle) / SCALE_DEVICES;
-      progress(`RSS ${(rssKiB(gw.pid) / 1024).toFixed(1)} MiB with ${SCALE_DEVICES} devices: ${kbAtScale.toFixed(1)} KiB per device`);
+      progress(`RSS ${(rssKiB(gw.pid) / 1024).toFixed(1)} MiB with ${SCALE_DEVICES} devices (after the burst): ${kbAtScale.toFixed(1)} KiB per device`);
     }
     for (const f of fleets.splice(0)) f.stop();
     const gwExit = await gw.stop(30_000);
@@ -355,6 +370,7 @@ async function main(): Promise<void> {
       devices: CRIT_DEVICES, rate_per_s: critical.achievedRate, timed_presses: critical.count, missing_presses: critical.missing,
       baseline_missing: baseline.missing, burst_devices: BURST_DEVICES,
       hb_us_gateway: round(hbGateway, 1), hb_us_mosquitto: round(hbMosquitto, 1), hb_ratio: hbMosquitto > 0 ? round(hbGateway / hbMosquitto, 2) : null,
+      police_concurrency: POLICE_CONCURRENCY ?? 'default (32)',
       scaled_down: scaledDown, load_at_start: load, load_at_end: loadavg().map((l) => Math.round(l * 100) / 100), node: process.version,
     };
     const row = (k: string, v: unknown, target = '') => `  ${k.padEnd(38)} ${String(v).padEnd(22)} ${target}`;
