@@ -370,7 +370,7 @@ async function main(): Promise<void> {
       devices: CRIT_DEVICES, rate_per_s: critical.achievedRate, timed_presses: critical.count, missing_presses: critical.missing,
       baseline_missing: baseline.missing, burst_devices: BURST_DEVICES,
       hb_us_gateway: round(hbGateway, 1), hb_us_mosquitto: round(hbMosquitto, 1), hb_ratio: hbMosquitto > 0 ? round(hbGateway / hbMosquitto, 2) : null,
-      police_concurrency: POLICE_CONCURRENCY ?? 'default (32)',
+      police_concurrency: POLICE_CONCURRENCY ?? 'default',
       scaled_down: scaledDown, load_at_start: load, load_at_end: loadavg().map((l) => Math.round(l * 100) / 100), node: process.version,
     };
     const row = (k: string, v: unknown, target = '') => `  ${k.padEnd(38)} ${String(v).padEnd(22)} ${target}`;
