@@ -189,9 +189,10 @@ export class Dispatcher {
   }
 
   /**
-   * `postDone` frees the slot once the police have answered (or failed to):
-   * committing the outcome takes no slot, the attempt stays in `inFlight`
-   * until it is committed, so the row cannot go out twice meanwhile.
+   * `postDone` frees the slot once the police have answered (or failed to)
+   * and the breaker knows: committing the outcome takes no slot, the attempt
+   * stays in `inFlight` until it is committed, so the row cannot go out twice
+   * meanwhile.
    * `known`: the alert as the intake holds it, its commit queued (no read-back).
    */
   private async attempt(row: OutboxRow, postDone: () => void, known?: AlertRecord): Promise<void> {
@@ -214,9 +215,11 @@ export class Dispatcher {
     let failure: string;
     try {
       this.deps.onStage?.(alert.id, 'sent', { n: attempt, route: row.route, target: row.target });
-      const answer = await http.post(url, body, headers, this.opts.timeoutMs).finally(postDone);
+      const answer = await http.post(url, body, headers, this.opts.timeoutMs);
       if (answer.status >= 200 && answer.status < 300) {
         if (this.deps.breaker.success(url)) await this.bringForward(url);
+        // Free once a recovered endpoint's backlog is due (so it drains most severe first); recording the 2xx holds no slot.
+        postDone();
         counters.inc('police_delivered_total', { target: row.target });
         const caseId = this.caseIdFrom(answer.body);
         log.info({ alertId: alert.id, url, attempt, status: answer.status, caseId }, 'alert delivered to police');
@@ -234,6 +237,7 @@ export class Dispatcher {
     }
     counters.inc('police_failures_total', { target: row.target });
     this.deps.breaker.failure(url, failure);
+    postDone();
     await this.scheduleRetry(row, attempt, failure);
   }
 
