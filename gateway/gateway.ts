@@ -231,7 +231,7 @@ export class Gateway {
       { alerts, lifecycle, routes, onEscalated: () => dispatcher.notify(), clock, counters, log: this.log('escalation') }, config.escalation,
     );
     const window = new SeqWindow(alerts);
-    const intake = new AlertIntake({ registry, alerts, commits, routes, window, bus, onNewAlert: () => dispatcher.notify(), counters, log: this.log('intake') });
+    const intake = new AlertIntake({ registry, alerts, commits, routes, window, bus, dispatchEarly: (alert, outbox) => dispatcher.dispatchNew(alert, outbox), onNewAlert: () => dispatcher.notify(), counters, log: this.log('intake') });
     return { bus, lifecycle, dispatcher, intake, window, routes, policeUrl };
   }
 

@@ -10,15 +10,21 @@ declare -A NEEDED=(
   [socat]=socat
   [influxd]=influxdb
   [chromium]=chromium
+  [mosquitto]=mosquitto
 )
 
-# The influxdb package would start a system influxd on 8086; the gateway and
-# the tests run their own on free ports, so stop one that an install started.
-stop_packaged_influxd() {
-  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet influxdb 2>/dev/null; then
-    systemctl disable --now influxdb >/dev/null 2>&1 || true
+# The mosquitto broker lives in /usr/sbin, which a non-root PATH may lack.
+PATH="$PATH:/usr/sbin:/sbin"
+
+# The influxdb package would start a system influxd on 8086 and the mosquitto
+# package a system broker on 1883; the gateway, the tests and the benchmarks run
+# their own on free ports, so stop any daemon that an install started.
+stop_packaged_daemon() {
+  local service_name=$1
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$service_name" 2>/dev/null; then
+    systemctl disable --now "$service_name" >/dev/null 2>&1 || true
   fi
-  if command -v service >/dev/null 2>&1; then service influxdb stop >/dev/null 2>&1 || true; fi
+  if command -v service >/dev/null 2>&1; then service "$service_name" stop >/dev/null 2>&1 || true; fi
 }
 
 missing=()
@@ -46,4 +52,5 @@ fi
 trap 'if [ "$own_policy" -eq 1 ]; then rm -f "$policy"; fi' EXIT
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}"
-stop_packaged_influxd
+stop_packaged_daemon influxdb
+stop_packaged_daemon mosquitto

@@ -77,3 +77,11 @@ it('hash-password prints a scrypt hash of the password on stdin that the service
   expect(await accounts.authenticate('cctv', 'cctv-centre-password-1')).not.toBeNull();
   expect(await accounts.authenticate('cctv', 'cctv-centre-password-2')).toBeNull();
 });
+
+it('sim refuses an unknown scenario or a bad count with a message naming the option', async () => {
+  for (const [args, option] of [[['sim', '--scenario', 'meltdown'], '--scenario'], [['sim', '--devices', '0'], '--devices'], [['sim', '--loss', '2'], '--loss']] as const) {
+    const err = await run([...args]).then(() => null, (e: { code: number; stderr: string }) => e);
+    expect(err?.code, args.join(' ')).toBe(2);
+    expect(err?.stderr).toContain(option);
+  }
+});

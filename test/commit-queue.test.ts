@@ -60,7 +60,10 @@ describe('CommitQueue', () => {
 
   it('refuses writes beyond maxPending with STORE_OVERLOADED and counts them', async () => {
     const q = queue({ maxPending: 2, maxBatch: 10 });
+    expect(q.accepting()).toBe(true);
     const accepted = [q.write(insert(1)), q.write(insert(2))];
+    // What the intake asks before it lets a POST start ahead of the commit.
+    expect(q.accepting()).toBe(false);
     await expect(q.write(insert(3))).rejects.toEqual(storeError('STORE_OVERLOADED'));
     expect(q.status().rejectedOverloaded).toBe(1);
     await Promise.all(accepted);
@@ -87,6 +90,7 @@ describe('CommitQueue', () => {
     expect(failed).toMatchObject({ ok: false, commits: 0, failedCommits: 1 });
     expect(failed.lastError).toMatch(/FOREIGN KEY/);
     expect(failed.lastErrorAt).toEqual(expect.any(Number));
+    expect(q.accepting()).toBe(false);
 
     await q.write(insert(2));
     expect(q.status()).toMatchObject({ ok: true, commits: 1, failedCommits: 1 });

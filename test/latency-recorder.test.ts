@@ -72,6 +72,24 @@ describe('LatencyRecorder', () => {
     expect(s!.tags).toEqual({ site_kind: 'store', district: 'Jongno-gu', police_station: 'Hyehwa Police Station', type: 'panic', endpoint: 'default:primary' });
   });
 
+  it('keeps dispatch marks made before the commit returned (the early first POST); the stages overlapping it count 0 and still add up', () => {
+    const a = alert();
+    now = 1004;
+    recorder.dispatchStage(a.id, 'site-resolved', attempt(1));
+    now = 1005;
+    recorder.dispatchStage(a.id, 'sent', attempt(1));
+    now = 1010;
+    emit('received', a);
+    const delivered = { ...a, state: 'acknowledged' as const, deliveredAt: 1012 };
+    now = 1012;
+    emit('state', delivered);
+    recorder.deviceAckSent({ kind: 'state', alert: delivered, site: SITE });
+    expect(samples).toHaveLength(1);
+    expect(samples[0]!.stages).toEqual({ ingest_ms: 3, persist_ms: 7, resolve_ms: 0, dispatch_ms: 0, police_ack_ms: 2, total_ms: 12, device_ack_ms: 0 });
+    expect(samples[0]!.tags.endpoint).toBe('default:primary');
+    expect(samples[0]!.attempts).toBe(1);
+  });
+
   it('writes one sample per alert: a repeat press or a second endpoint\'s 2xx adds none', () => {
     const delivered = fullPath();
     emit('repeat', delivered);

@@ -9,6 +9,7 @@ import {
   listenTcp, listenTls, listenWebSocket, type ListenerHandle, type OnListenerError, type StreamMeta, type TlsFiles, type Transport,
 } from './listeners.ts';
 import { guardPacketSize } from './packet-size-guard.ts';
+import { indexedMemoryPersistence } from './retained-index.ts';
 
 export interface MqttBrokerOptions {
   host: string;
@@ -20,6 +21,9 @@ export interface MqttBrokerOptions {
   tls?: (TlsFiles & { port: number }) | undefined;
   ws?: { port: number; path: string; tls: boolean } | undefined;
 }
+
+/** Above the ack and integrator publishes the commit queue's 20,000 pending writes can cause at once. */
+const BROKER_CONCURRENCY = 100_000;
 
 type Hooks = Required<Pick<AedesOptions, 'authenticate' | 'authorizePublish' | 'authorizeSubscribe' | 'authorizeForward'>>;
 
@@ -49,6 +53,13 @@ export class MqttBroker {
       connectTimeout: this.opts.connectTimeoutMs,
       // A device that stops reading its acks is dropped instead of stalling delivery to everyone.
       drainTimeout: 10_000,
+      // Publishes in flight inside aedes' emitter before it queues them. Its queue
+      // drains recursively, so a burst (20,000 stored alerts → 40,000 ack and
+      // integrator publishes at once) queued behind the default of 100 overflows
+      // the stack and kills the gateway. What the gateway publishes is already
+      // bounded upstream (the commit queue's maxPending), so this only has to sit above it.
+      concurrency: BROKER_CONCURRENCY,
+      persistence: indexedMemoryPersistence(),
     });
     aedes.on('clientError', (client, err) => {
       this.counters.inc('mqtt_client_errors_total');

@@ -7,6 +7,8 @@ import { z } from 'zod';
 import { SimDongle } from '../../device-sim/dongle.ts';
 import { press, PressError } from '../../device-sim/press.ts';
 import { SerialWire } from '../../device-sim/pty.ts';
+import { demoFleet, SCENARIOS } from '../../device-sim/scenarios.ts';
+import { runSim } from '../../device-sim/sim-run.ts';
 import { deriveRadioKey, describeIssues, DeviceId, DeviceType, EventType, formatDeviceEvent, SiteId } from '../../protocol/index.ts';
 import { ServiceAccountSchema } from '../config.ts';
 import { ApiCommandError, apiTarget, importSites, provisionDevice } from './api-commands.ts';
@@ -25,6 +27,23 @@ commands:
       --host H --port P           listen address (default 127.0.0.1:8090)
       --secret S                  HMAC key; default: <data-dir>/police-secret
       --latency-ms N --fail-rate R --fail-status S   inject slowness and failures
+  sim [options]                 a fleet of simulated stores and homes, each on its own
+                                MQTT connection with its demo credentials: connects,
+                                heartbeats, presses per scenario, prints a summary table
+      --scenario S                steady (default), burst, reconnect-storm, flaky, clock-skew
+      --stores N --homes N        the gateway's demo registry size (default 656 / 3000)
+      --devices N                 only the first N of its devices (up to 50000)
+      --presses N                 burst / reconnect-storm: presses at once (default 500)
+      --rate R --duration-sec S   steady / flaky / clock-skew: R presses/s for S s (default 2 / 30)
+      --heartbeat-sec N           heartbeat interval of both classes (default: the gateway's config)
+      --loss R --drops R          flaky: message loss rate, drops per device per second
+      --skew R                    clock-skew: share of devices with a wrong clock (default 0.3)
+      --dongle PATH --radio N     also N radio devices (the last of the fleet) behind a
+                                  simulated dongle on serial port PATH
+      --source-ips N              spread connections over 127.0.0.1..N (past ~28,000 ports)
+      --drain-sec N               how long to wait for deliveries (default 60)
+      --seed N                    random seed (default 1)
+      --mqtt URL                  default mqtt://127.0.0.1:$SAFEHAVEN_MQTT_PORT or :1883
   sim press <deviceId> [options]  press one button and show the acks
       --secret S                  device secret; default: derived for demo devices
       --type T                    panic|intrusion|door|tamper|test (default panic)
@@ -118,6 +137,62 @@ async function simPress(args: string[]): Promise<void> {
   process.stderr.write(`PUBACK after ${result.pubackMs} ms (the alert was stored before it was sent)\n`);
   if (!result.reached) {
     process.stderr.write(`no police acknowledgement within ${opts['wait-ms']} ms: the gateway keeps retrying; see /api/alerts\n`);
+    process.exitCode = 3;
+  }
+}
+
+async function simFleet(args: string[]): Promise<void> {
+  const { values } = parseArgs({ args, options: {
+    scenario: { type: 'string' }, stores: { type: 'string' }, homes: { type: 'string' }, devices: { type: 'string' },
+    presses: { type: 'string' }, rate: { type: 'string' }, 'duration-sec': { type: 'string' }, 'heartbeat-sec': { type: 'string' },
+    loss: { type: 'string' }, drops: { type: 'string' }, skew: { type: 'string' }, dongle: { type: 'string' }, radio: { type: 'string' },
+    'source-ips': { type: 'string' }, 'drain-sec': { type: 'string' }, seed: { type: 'string' }, mqtt: { type: 'string' }, 'data-dir': { type: 'string' },
+  } });
+  const rate = (name: string) => z.coerce.number({ error: `--${name} must be a number` }).min(0).max(1);
+  const opts = parse(z.object({
+    scenario: z.enum(SCENARIOS).default('steady'),
+    stores: intArg('stores').min(0).max(100_000).default(656),
+    homes: intArg('homes').min(0).max(100_000).default(3000),
+    devices: intArg('devices').min(1).max(50_000).optional(),
+    presses: intArg('presses').min(0).max(100_000).default(500),
+    rate: z.coerce.number().min(0).max(10_000).default(2),
+    'duration-sec': intArg('duration-sec').min(1).max(86_400).default(30),
+    'heartbeat-sec': intArg('heartbeat-sec').min(1).max(86_400).optional(),
+    loss: rate('loss').default(0.05),
+    drops: rate('drops').default(0.01),
+    skew: rate('skew').default(0.3),
+    dongle: z.string().min(1).optional(),
+    radio: intArg('radio').min(1).max(1000).default(10),
+    'source-ips': intArg('source-ips').min(1).max(254).default(1),
+    'drain-sec': intArg('drain-sec').min(1).max(3600).default(60),
+    seed: intArg('seed').default(1),
+  }), values);
+  const url = new URL(values.mqtt ?? `mqtt://127.0.0.1:${process.env.SAFEHAVEN_MQTT_PORT ?? 1883}`);
+  const demoKey = readDemoKey(dataDir(values));
+  const all = demoFleet({ stores: opts.stores, homes: opts.homes, demoKey, limit: opts.devices });
+  const radio = opts.dongle ? all.splice(Math.max(0, all.length - opts.radio)) : [];
+  let wire: SerialWire | null = null;
+  if (opts.dongle) {
+    wire = new SerialWire();
+    await wire.open(opts.dongle);
+  }
+  const heartbeat = opts['heartbeat-sec'];
+  const result = await runSim({
+    host: url.hostname, port: Number(url.port || 1883), devices: all, scenario: opts.scenario, presses: opts.presses,
+    ratePerSec: opts.rate, durationSec: opts['duration-sec'], seed: opts.seed, drainTimeoutMs: opts['drain-sec'] * 1000,
+    heartbeatSec: heartbeat ? { store: heartbeat, home: heartbeat } : undefined,
+    localAddresses: Array.from({ length: opts['source-ips'] }, (_, i) => `127.0.0.${i + 1}`),
+    flaky: { lossRate: opts.loss, dropPerSec: opts.drops }, skewFraction: opts.skew,
+    dongle: wire ? { wire, receiverId: 'rx-sim-01', devices: radio, radioKey: (id) => deriveRadioKey(demoSecret(demoKey, id)) } : undefined,
+    progress: (line) => process.stderr.write(`${line}\n`),
+  });
+  await wire?.close();
+  process.stdout.write(result.stats.table(`sim ${opts.scenario}: ${all.length} MQTT devices${radio.length ? ` + ${radio.length} radio devices` : ''} on ${url.host}`));
+  if (result.reconnectMs !== null) process.stdout.write(`  ${'reconnect storm: all back in'.padEnd(30)} ${(result.reconnectMs / 1000).toFixed(2)} s\n`);
+  if (result.dongle) process.stdout.write(`  ${'radio presses sent/acked/deliv.'.padEnd(30)} ${result.dongle.sent} / ${result.dongle.acked} / ${result.dongle.delivered}\n`);
+  // "Delivered" is the `acknowledged` ack a device heard: one sent while it was offline is not heard again.
+  if (result.undelivered.length > 0) {
+    process.stderr.write(`${result.undelivered.length} presses without an acknowledged ack (first: ${result.undelivered.slice(0, 5).join(', ')}); see /api/alerts\n`);
     process.exitCode = 3;
   }
 }
@@ -223,7 +298,8 @@ export async function main(argv: string[]): Promise<void> {
       case 'sim':
         if (rest[0] === 'press') return await simPress(rest.slice(1));
         if (rest[0] === 'dongle') return await simDongle(rest.slice(1));
-        throw new UsageError(`unknown sim command ${rest[0] ?? '(none)'}: try "sim press <deviceId>" or "sim dongle --path P --devices ID"`);
+        if (rest[0] === undefined || rest[0].startsWith('--')) return await simFleet(rest);
+        throw new UsageError(`unknown sim command ${rest[0]}: try "sim --scenario burst", "sim press <deviceId>" or "sim dongle --path P --devices ID"`);
       case 'frame': return frame(rest);
       case 'hash-password': return await hashPassword();
       case 'import': return await importCommand(rest);

@@ -11,7 +11,7 @@ import type { Clock } from '../clock.ts';
 import type { Counters } from '../metrics/counters.ts';
 import type { AlertLifecycle } from '../pipeline/alert-lifecycle.ts';
 import type { Registry } from '../registry/registry.ts';
-import type { AlertRepo, OutboxRow, OutboxTarget } from '../store/alert-repo.ts';
+import type { AlertRecord, AlertRepo, OutboxRow, OutboxTarget } from '../store/alert-repo.ts';
 import type { CommitQueue } from '../store/commit-queue.ts';
 import type { CircuitBreaker, EndpointReport } from './circuit-breaker.ts';
 import type { PoliceHttpClient } from './police-client.ts';
@@ -62,7 +62,10 @@ export function policeRequest(route: ResolvedRoute, input: PoliceBodyInput): { b
 const isMilestone = (attempt: number) => (attempt & (attempt - 1)) === 0;
 
 export class Dispatcher {
+  /** Attempts not finished: POST outstanding, or its outcome still being committed (not to be launched again). */
   private readonly inFlight = new Set<string>();
+  /** Attempts whose POST is outstanding: what `concurrency` bounds. Recording an outcome holds no slot. */
+  private posting = 0;
   private pumpScheduled = false;
   private timer: NodeJS.Timeout | null = null;
   private stopping = false;
@@ -87,6 +90,19 @@ export class Dispatcher {
     });
   }
 
+  /**
+   * A new alert, its commit queued: its first POST starts now, from the
+   * records in hand, when a slot is free, without waiting for the commit's
+   * fsync or reading the outbox back. The outcome is recorded by writes queued
+   * behind the insert, so they commit after it. With no free slot the pump
+   * finds the row in the store once committed.
+   */
+  dispatchNew(alert: AlertRecord, row: OutboxRow): void {
+    if (this.stopping) return;
+    if (this.posting >= this.opts.concurrency) return this.notify();
+    this.launch(row, alert);
+  }
+
   /** Stops starting attempts, waits up to `graceMs` for those in flight; the outbox keeps the rest. */
   async stop(graceMs: number): Promise<void> {
     this.stopping = true;
@@ -109,28 +125,37 @@ export class Dispatcher {
 
   private pump(): void {
     if (this.stopping) return;
-    const free = this.opts.concurrency - this.inFlight.size;
+    const free = this.opts.concurrency - this.posting;
     if (free > 0) {
       const now = this.deps.clock.now();
       // Rows in flight are still "due" in the store; read past them.
       // Probes first: one parked row per recovered-looking endpoint, so an outage ends as soon as the endpoint is back.
       const rows = [...this.probeRows(), ...this.deps.alerts.dueOutbox(now, free + this.inFlight.size)];
       for (const row of rows) {
-        if (this.inFlight.size >= this.opts.concurrency) break;
+        if (this.posting >= this.opts.concurrency) break;
         this.launch(row);
       }
     }
     this.armTimer();
   }
 
-  private launch(row: OutboxRow): void {
+  private launch(row: OutboxRow, known?: AlertRecord): void {
     const key = `${row.alertId}:${row.target}`;
     if (this.inFlight.has(key)) return;
     this.inFlight.add(key);
-    void this.attempt(row).catch((err: unknown) => {
+    this.posting++;
+    let posted = false;
+    const postDone = () => {
+      if (posted) return;
+      posted = true;
+      this.posting--;
+      this.notify();
+    };
+    void this.attempt(row, postDone, known).catch((err: unknown) => {
       // The outcome could not be recorded (store failing or closed): the row is still due and goes out again.
       this.deps.log.error({ err, alertId: row.alertId, target: row.target }, 'police attempt outcome not recorded; it will be retried');
     }).finally(() => {
+      postDone();
       this.inFlight.delete(key);
       if (this.inFlight.size === 0 && this.idle) this.idle();
       this.notify();
@@ -158,14 +183,21 @@ export class Dispatcher {
     if (next === null || this.stopping) return;
     const delay = Math.max(0, next - this.deps.clock.now());
     // Only worth a timer if the pump would find a free slot: otherwise a completion will pump.
-    if (delay === 0 && this.inFlight.size >= this.opts.concurrency) return;
+    if (delay === 0 && this.posting >= this.opts.concurrency) return;
     this.timer = setTimeout(() => this.pump(), Math.max(delay, 5));
     this.timer.unref();
   }
 
-  private async attempt(row: OutboxRow): Promise<void> {
+  /**
+   * `postDone` frees the slot once the police have answered (or failed to)
+   * and the breaker knows: committing the outcome takes no slot, the attempt
+   * stays in `inFlight` until it is committed, so the row cannot go out twice
+   * meanwhile.
+   * `known`: the alert as the intake holds it, its commit queued (no read-back).
+   */
+  private async attempt(row: OutboxRow, postDone: () => void, known?: AlertRecord): Promise<void> {
     const { alerts, registry, routes, http, clock, counters, log, lifecycle } = this.deps;
-    const alert = alerts.get(row.alertId);
+    const alert = known ?? alerts.get(row.alertId);
     const site = alert && registry.site(alert.siteId);
     if (!alert || !site) {
       log.error({ alertId: row.alertId, code: 'DISPATCH_ORPHAN' }, 'outbox row without alert or site: skipped');
@@ -186,6 +218,8 @@ export class Dispatcher {
       const answer = await http.post(url, body, headers, this.opts.timeoutMs);
       if (answer.status >= 200 && answer.status < 300) {
         if (this.deps.breaker.success(url)) await this.bringForward(url);
+        // Free once a recovered endpoint's backlog is due (so it drains most severe first); recording the 2xx holds no slot.
+        postDone();
         counters.inc('police_delivered_total', { target: row.target });
         const caseId = this.caseIdFrom(answer.body);
         log.info({ alertId: alert.id, url, attempt, status: answer.status, caseId }, 'alert delivered to police');
@@ -203,6 +237,7 @@ export class Dispatcher {
     }
     counters.inc('police_failures_total', { target: row.target });
     this.deps.breaker.failure(url, failure);
+    postDone();
     await this.scheduleRetry(row, attempt, failure);
   }
 

@@ -59,6 +59,12 @@ const endpointName = (route: string, target: string) => `${route}:${target}`;
 export class LatencyRecorder {
   /** Insertion-ordered, so the first key is the oldest alert. Finished alerts stay (marked done) to ignore a second target's 2xx. */
   private readonly inFlight = new Map<string, InFlight>();
+  /**
+   * Dispatch marks of alerts not committed yet: the first POST starts while
+   * the commit is still queued. Taken over when the alert is committed;
+   * bounded like `inFlight` (an alert whose commit failed never claims its marks).
+   */
+  private readonly early = new Map<string, Pick<InFlight, 'resolvedAt' | 'sentAt' | 'attempts'> & { endpoint: string }>();
 
   constructor(private readonly deps: LatencyRecorderDeps, private readonly capacity: number) {}
 
@@ -69,14 +75,15 @@ export class LatencyRecorder {
   /** For the dispatcher's `onStage`. Never throws: a metrics bug must not fail a police attempt. */
   readonly dispatchStage: DispatchStageHook = (alertId, stage, attempt) => {
     try {
-      const entry = this.inFlight.get(alertId);
-      if (!entry || entry.done) return;
       const now = this.deps.clock.now();
+      const entry = this.inFlight.get(alertId) ?? this.earlyEntry(alertId);
+      if (entry.done) return;
       if (stage === 'site-resolved') entry.resolvedAt ??= now;
       else {
         entry.sentAt ??= now;
         entry.attempts = Math.max(entry.attempts, attempt.n);
-        entry.tags.endpoint = endpointName(attempt.route, attempt.target);
+        if ('tags' in entry) entry.tags.endpoint = endpointName(attempt.route, attempt.target);
+        else entry.endpoint = endpointName(attempt.route, attempt.target);
       }
     } catch (err) {
       this.deps.log.error({ err, alertId }, 'latency stage mark failed');
@@ -95,7 +102,13 @@ export class LatencyRecorder {
   private onChange(change: AlertChange): void {
     const { kind, alert } = change;
     if (kind === 'received') {
-      this.track(alert.id, { tags: tagsOf(change), committedAt: this.deps.clock.now(), resolvedAt: null, sentAt: null, attempts: 0, done: false });
+      const marks = this.early.get(alert.id);
+      this.early.delete(alert.id);
+      const tags = tagsOf(change);
+      if (marks && marks.endpoint !== UNKNOWN) tags.endpoint = marks.endpoint;
+      this.track(alert.id, {
+        tags, committedAt: this.deps.clock.now(), resolvedAt: marks?.resolvedAt ?? null, sentAt: marks?.sentAt ?? null, attempts: marks?.attempts ?? 0, done: false,
+      });
     } else if (kind === 'resolved' && alert.deliveredAt === null) {
       // Closed before the police had it: there is no delivery latency to tell.
       this.inFlight.delete(alert.id);
@@ -107,6 +120,16 @@ export class LatencyRecorder {
   /** The police 2xx that the device is about to hear of: the sample waits for that ack. */
   private awaitsDeviceAck(change: AlertChange): boolean {
     return change.kind === 'state' && change.alert.source === 'mqtt' && isPoliceDelivery(change);
+  }
+
+  private earlyEntry(alertId: string): NonNullable<ReturnType<LatencyRecorder['early']['get']>> & { done?: boolean } {
+    let marks = this.early.get(alertId);
+    if (!marks) {
+      marks = { resolvedAt: null, sentAt: null, attempts: 0, endpoint: UNKNOWN };
+      this.early.set(alertId, marks);
+      if (this.early.size > this.capacity) this.early.delete(this.early.keys().next().value!);
+    }
+    return marks;
   }
 
   private track(alertId: string, entry: InFlight): void {
@@ -150,10 +173,14 @@ function stagesOf(alert: AlertRecord, entry: InFlight | undefined, deviceAckAt: 
   const stages: Partial<Record<Stage, number>> = { total_ms: policeAt - start };
   if (!alert.clockSkew) stages.ingest_ms = alert.receivedAt - start;
   if (entry) {
-    stages.persist_ms = entry.committedAt - alert.receivedAt;
-    if (entry.resolvedAt !== null) stages.resolve_ms = entry.resolvedAt - entry.committedAt;
-    if (entry.resolvedAt !== null && entry.sentAt !== null) stages.dispatch_ms = entry.sentAt - entry.resolvedAt;
-    if (entry.sentAt !== null) stages.police_ack_ms = policeAt - entry.sentAt;
+    // A first POST started before the commit returned overlaps persisting: its
+    // resolve and dispatch stages count only past the commit (0 if done before
+    // it), so the stages still add up to the total.
+    const { committedAt, resolvedAt, sentAt } = entry;
+    stages.persist_ms = committedAt - alert.receivedAt;
+    if (resolvedAt !== null) stages.resolve_ms = Math.max(0, resolvedAt - committedAt);
+    if (resolvedAt !== null && sentAt !== null) stages.dispatch_ms = Math.max(0, sentAt - Math.max(resolvedAt, committedAt));
+    if (sentAt !== null) stages.police_ack_ms = policeAt - Math.max(sentAt, committedAt);
   }
   if (deviceAckAt !== null) stages.device_ack_ms = deviceAckAt - policeAt;
   return stages;

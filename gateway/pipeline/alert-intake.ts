@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { deriveAlertId, EVENT_PRIORITY, type EventPayload } from '../../protocol/index.ts';
 import type { Counters } from '../metrics/counters.ts';
 import type { Registry } from '../registry/registry.ts';
-import type { AlertRecord, AlertRepo, AlertSource } from '../store/alert-repo.ts';
+import type { AlertRecord, AlertRepo, AlertSource, OutboxRow } from '../store/alert-repo.ts';
 import type { CommitQueue } from '../store/commit-queue.ts';
 import type { AlertBus } from './alert-bus.ts';
 import type { RouteTable } from '../dispatch/route-table.ts';
@@ -40,7 +40,14 @@ export interface AlertIntakeDeps {
   routes: RouteTable;
   window: SeqWindow;
   bus: AlertBus;
-  /** Wakes the dispatcher: a new outbox row is due now. */
+  /**
+   * Hands the dispatcher a new alert and its outbox row as its commit is
+   * queued: the first POST need not wait for the commit (only the PUBACK
+   * must). The alert id is deterministic, so if the commit then fails, the
+   * device's resend is stored and sent again under the same Idempotency-Key.
+   */
+  dispatchEarly: (alert: AlertRecord, outbox: OutboxRow) => void;
+  /** Wakes the dispatcher once the alert is committed (it finds the row if the early POST had no slot). */
   onNewAlert: (alert: AlertRecord) => void;
   counters: Counters;
   log: Logger;
@@ -95,9 +102,15 @@ export class AlertIntake {
       caseId: null, deliveredAt: null, ackedAt: null, ackedBy: null, resolvedAt: null, resolvedBy: null,
       outcome: null, note: null, escalatedAt: null, remindedAt: null, policeStatus: null, updatedAt: receivedAt,
     };
-    const outbox = { alertId, target: 'primary' as const, route: routes.routeFor(site).name, priority, createdAt: receivedAt, nextAt: receivedAt };
+    const outbox: OutboxRow = {
+      alertId, target: 'primary', route: routes.routeFor(site).name, priority, createdAt: receivedAt, nextAt: receivedAt, attempts: 0, lastError: null, doneAt: null,
+    };
 
-    const inserted = await commits.write(() => alerts.insert(alert, outbox));
+    // Only when the queue takes the write (store healthy, not overloaded): never POST what will not be stored.
+    const early = commits.accepting();
+    const committed = commits.write(() => alerts.insert(alert, outbox));
+    if (early) this.deps.dispatchEarly(alert, outbox);
+    const inserted = await committed;
     if (!inserted) {
       // Another path (the other transport) stored the same (device, seq) first.
       return this.repeat(alerts.get(alertId)!);

@@ -15,7 +15,7 @@ const METRES_PER_DEGREE = 111_320;
 const HOME_STREAM = 0x9e3779b9;
 
 /** mulberry32: tiny, fast and good enough to scatter demo data; not for anything secret. */
-function mulberry32(seed: number): Rng {
+export function mulberry32(seed: number): Rng {
   let state = seed >>> 0;
   return () => {
     state = (state + 0x6d2b79f5) >>> 0;

@@ -80,6 +80,11 @@ export class CommitQueue {
     });
   }
 
+  /** True when a write now would be queued, on a store that commits: not closed, failing or full. */
+  accepting(): boolean {
+    return !this.closed && this.health.ok && this.pending.length < this.opts.maxPending;
+  }
+
   /** Commits everything pending now; used on shutdown. */
   flush(): void {
     this.scheduled = false;

@@ -44,6 +44,8 @@ export interface GatewayProcessOptions {
   hardTimeoutMs?: number;
   /** Run as another user (root only): e.g. `asUser(NOBODY)`. */
   user?: { uid: number; gid: number; home: string };
+  /** Extra node flags before the script (e.g. --cpu-prof, which NODE_OPTIONS refuses). */
+  nodeArgs?: string[];
   /** Echo the child's output to the test's stderr (debugging). */
   echo?: boolean;
   /** Which parsed log lines to keep (default all); a benchmark keeps only warnings and the ready line. */
@@ -92,7 +94,7 @@ export class GatewayProcess {
       ...(opts.user ? { HOME: opts.user.home, TMPDIR: opts.user.home } : {}),
       ...opts.env,
     };
-    this.child = spawn(process.execPath, ['--import', 'tsx', 'gateway/main.ts'], {
+    this.child = spawn(process.execPath, [...(opts.nodeArgs ?? []), '--import', 'tsx', 'gateway/main.ts'], {
       cwd: REPO_ROOT,
       env,
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,0 +1,465 @@
+// The city benchmark: the real gateway against thousands of simulated
+// devices, each on its own MQTT connection, and, in the same run, Debian's
+// mosquitto plus a minimal forwarder doing the same work without a store.
+//
+//   npm run bench                # full: 10,000 devices at 1,000 presses/s for 30 s, burst of 20,000, scale to 50,000
+//   npm run bench -- --quick     # ≤ 3 minutes: 10 s of presses, a burst of 10,000 from 10,000 devices, scale at 10,000
+//   npm run bench -- --keep-data # keep the gateway's data dir
+//
+// Phases, one process tree (this process runs the devices and the police
+// endpoint; the gateway, mosquitto and the forwarder are children):
+//   1. gateway up, devices connect (heartbeating) → RSS per connected device
+//   2. heartbeat cost: a burst of heartbeats, gateway CPU time per heartbeat
+//   3. critical path: presses at a fixed rate → police receipt, p50/p99/p99.9
+//   4. burst: one press from every device at once → sent, delivered, dupes, drain time, RSS growth
+//   5. scale (full run): more devices, RSS per connected device
+//   6. mosquitto + forwarder: the same connections, heartbeat cost and press rate
+// Progress on stderr; a table, then ONE JSON line on stdout.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir, cpus } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { readDemoKey } from '../gateway/registry/demo-credentials.ts';
+import { Fleet } from '../device-sim/fleet.ts';
+import { demoFleet, seededRandom, type SimDeviceSpec } from '../device-sim/scenarios.ts';
+import { summarizeLatencies } from '../device-sim/sim-stats.ts';
+import { freePort, readRssKiB, removeDir, startGateway, tempDataDir, type GatewayProcess } from '../test/support/gateway-process.ts';
+import { PoliceReceiver } from './police-receiver.ts';
+
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    'keep-data': { type: 'boolean', default: false },
+    /** Node flags for the gateway child, space-separated: --gateway-node-args="--cpu-prof --cpu-prof-dir=prof". */
+    'gateway-node-args': { type: 'string' },
+    /** The gateway's police.concurrency (POSTs in flight), through a config file; default: the gateway's default. */
+    'police-concurrency': { type: 'string' },
+  },
+  strict: true,
+});
+const QUICK = args.quick;
+
+// The machine's open-file limit caps connections: each one is a descriptor in this process and in the server.
+const FD_LIMIT = Number(process.env.SAFEHAVEN_BENCH_FD_LIMIT ?? 0) || readFdLimit();
+const MAX_CONNECTIONS = Math.max(1000, FD_LIMIT - 1000);
+const cap = (want: number) => Math.min(want, MAX_CONNECTIONS);
+
+const POLICE_CONCURRENCY = args['police-concurrency'] === undefined ? null : Number(args['police-concurrency']);
+if (POLICE_CONCURRENCY !== null && !(Number.isInteger(POLICE_CONCURRENCY) && POLICE_CONCURRENCY >= 1)) throw new Error('--police-concurrency must be a whole number ≥ 1');
+
+const CRIT_DEVICES = cap(10_000);
+const RATE = 1000;
+const CRIT_SEC = QUICK ? 10 : 30;
+const WARMUP_SEC = 1;
+const BURST_PRESSES = QUICK ? 10_000 : 20_000;
+const BURST_DEVICES = cap(QUICK ? 10_000 : 20_000);
+const SCALE_DEVICES = cap(QUICK ? 10_000 : 50_000);
+const HB_COUNT = QUICK ? 20_000 : 50_000;
+const HB_RATE = 5000;
+const TOTAL_DEVICES = Math.max(CRIT_DEVICES, BURST_DEVICES, SCALE_DEVICES);
+const SOURCE_IPS = Math.ceil(TOTAL_DEVICES / 20_000);
+const POLICE_SECRET = 'bench-police-secret-0123456789';
+const ADMIN_TOKEN = 'bench-admin-token-0123456789abcdef';
+
+const scaledDown: string[] = [];
+if (QUICK) scaledDown.push(`quick: ${CRIT_SEC} s of presses (full: 30 s)`, `quick: burst of ${BURST_PRESSES} from ${BURST_DEVICES} devices (full: 20,000 from 20,000)`, `quick: scale at ${SCALE_DEVICES} devices (full: 50,000)`, `quick: ${HB_COUNT} heartbeats per server (full: 50,000)`);
+for (const [what, want, got] of [['critical-path devices', 10_000, CRIT_DEVICES], ['burst devices', QUICK ? 10_000 : 20_000, BURST_DEVICES], ['scale devices', QUICK ? 10_000 : 50_000, SCALE_DEVICES]] as const) {
+  if (got < want) scaledDown.push(`${what}: ${got} instead of ${want} (open-file limit ${FD_LIMIT}; raise it with ulimit -n as root)`);
+}
+
+const t0 = performance.now();
+const progress = (msg: string) => process.stderr.write(`[${((performance.now() - t0) / 1000).toFixed(1).padStart(6)} s] ${msg}\n`);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const round = (v: number | null, digits = 3) => (v === null ? null : Math.round(v * 10 ** digits) / 10 ** digits);
+
+function readFdLimit(): number {
+  try {
+    const limits = readFileSync('/proc/self/limits', 'utf8')
+    const m = /^Max open files\s+(\d+)/m.exec(limits);
+    return m ? Number(m[1]) : 1024;
+  } catch {
+    return 1024;
+  }
+}
+
+/** utime + stime of a process, in µs (/proc/<pid>/stat, clock ticks of 10 ms). */
+function cpuMicros(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10_000;
+}
+
+/** RSS in KiB; 0 once the process is gone (the run then fails on its missing deliveries). */
+const rssKiB = (pid: number) => readRssKiB(pid) ?? 0;
+
+/** CPU use since `from`, in % of one core, of this process and of `pid`. */
+function cpuShare(from: { bench: NodeJS.CpuUsage; gateway: number; at: number }, pid: number): { bench: number; gateway: number } {
+  const wallUs = (performance.now() - from.at) * 1000;
+  const own = process.cpuUsage(from.bench);
+  return { bench: Math.round((100 * (own.user + own.system)) / wallUs), gateway: Math.round((100 * (cpuMicros(pid) - from.gateway)) / wallUs) };
+}
+
+async function connectFleet(fleet: Fleet, label: string): Promise<void> {
+  let done = 0;
+  let last = performance.now();
+  const start = performance.now();
+  await fleet.connectAll(() => {
+    done++;
+    if (performance.now() - last > 3000) {
+      last = performance.now();
+      progress(`${label}: ${done}/${fleet.size} connected`);
+    }
+  });
+  progress(`${label}: ${fleet.size} connected in ${((performance.now() - start) / 1000).toFixed(1)} s`);
+}
+
+/**
+ * CPU µs per heartbeat: `count` heartbeats at `rate`/s, minus the server's CPU
+ * over an equally long quiet window (its timers, the fleet's usual heartbeats).
+ */
+async function heartbeatCost(fleet: Fleet, pid: number, count: number, rate: number): Promise<number> {
+  const windowMs = (count / rate) * 1000;
+  const idle0 = cpuMicros(pid);
+  await sleep(windowMs);
+  const idle = cpuMicros(pid) - idle0;
+  const before = cpuMicros(pid);
+  const start = performance.now();
+  let sent = 0;
+  while (sent < count) {
+    const due = Math.min(count, Math.floor(((performance.now() - start) / 1000) * rate));
+    for (; sent < due; sent++) fleet.heartbeatNow(sent % fleet.size);
+    await sleep(5);
+  }
+  await sleep(500);
+  const busy = cpuMicros(pid) - before;
+  return Math.max(0, busy - idle * ((performance.now() - start) / windowMs)) / count;
+}
+
+/** Presses at `rate`/s for `seconds` from devices without a press in flight; latency = police receipt − press. */
+async function pressAtRate(fleet: Fleet, police: PoliceReceiver, rate: number, seconds: number, label: string) {
+  const pressedAt = new Map<string, number>();
+  const latencies: number[] = [];
+  const warmupEnd = performance.now() + WARMUP_SEC * 1000;
+  police.onFirst((key, at) => {
+    const p = pressedAt.get(key);
+    if (p !== undefined && p >= warmupEnd) latencies.push(at - p);
+  });
+  const random = seededRandom(42);
+  const start = performance.now();
+  let sent = 0;
+  const total = rate * seconds;
+  let lastReport = start;
+  while (sent < total) {
+    const due = Math.min(total, Math.floor(((performance.now() - start) / 1000) * rate));
+    for (; sent < due; sent++) {
+      let i = Math.floor(random() * fleet.size);
+      for (let tries = 0; fleet.hasPending(i) && tries < 10; tries++) i = Math.floor(random() * fleet.size);
+      const at = performance.now();
+      pressedAt.set(fleet.press(i), at);
+    }
+    if (performance.now() - lastReport > 2000) {
+      lastReport = performance.now();
+      progress(`${label}: ${sent}/${total} pressed, ${latencies.length} timed at the police`);
+    }
+    // A 1 ms cadence: each tick sends about one press, as independent devices would.
+    await sleep(1);
+  }
+  const achievedRate = Math.round(total / ((performance.now() - start) / 1000));
+  const expected = [...pressedAt.keys()];
+  const deadline = performance.now() + 30_000;
+  while (expected.some((k) => !police.firstAt.has(k)) && performance.now() < deadline) await sleep(50);
+  const missing = expected.filter((k) => !police.firstAt.has(k)).length;
+  police.onFirst(() => undefined);
+  return { ...summarizeLatencies(latencies), pressed: expected.length, missing, achievedRate };
+}
+
+function startMosquitto(port: number, dir: string): ChildProcess {
+  const conf = join(dir, 'mosquitto.conf');
+  writeFileSync(conf, [
+    `listener ${port} 127.0.0.1`, 'allow_anonymous true', 'persistence false', 'max_connections -1',
+    'log_type error', 'log_dest stderr', 'set_tcp_nodelay true', '',
+  ].join('\n'));
+  const child = spawn('mosquitto', ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, PATH: `${process.env.PATH}:/usr/sbin:/sbin` } });
+  child.stderr!.on('data', (b: Buffer) => progress(`mosquitto: ${b.toString().trim()}`));
+  return child;
+}
+
+async function waitForPort(port: number, timeoutMs: number, alive: () => boolean = () => true): Promise<void> {
+  const { connect } = await import('node:net');
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = connect(port, '127.0.0.1');
+      s.once('connect', () => { s.destroy(); resolve(true); });
+      s.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (!alive()) throw new Error(`the server meant to listen on ${port} has exited`);
+    if (performance.now() > deadline) throw new Error(`nothing listens on ${port} after ${timeoutMs} ms`);
+    await sleep(100);
+  }
+}
+
+function startForwarder(mqttUrl: string, policeUrl: string): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'bench/baseline-forwarder.ts', mqttUrl, policeUrl], { stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stderr!.on('data', (b: Buffer) => progress(`forwarder: ${b.toString().trim()}`));
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error('forwarder not ready after 30 s')), 30_000);
+    child.stdout!.on('data', (b: Buffer) => {
+      if (b.toString().includes('ready')) {
+        clearTimeout(t);
+        resolve(child);
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`forwarder exited with ${code}`)));
+  });
+}
+
+async function stopChild(child: ChildProcess | null): Promise<void> {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
+  await exited;
+  clearTimeout(t);
+}
+
+function writeConfig(dir: string, config: unknown): string {
+  const path = join(dir, 'bench-config.json');
+  writeFileSync(path, JSON.stringify(config));
+  return path;
+}
+
+function sourceIps(): string[] {
+  return Array.from({ length: SOURCE_IPS }, (_, i) => `127.0.0.${i + 1}`);
+}
+
+function fleetOf(devices: SimDeviceSpec[], port: number): Fleet {
+  // Heartbeats every 60 s (the gateway's default): 10,000 devices send about 167 a second throughout.
+  return new Fleet({
+    host: '127.0.0.1', port, localAddresses: sourceIps(), devices, heartbeatSec: { store: 60, home: 60 }, connectConcurrency: 64,
+    deliveredByAck: false, ackTimeoutMs: 60_000,
+  });
+}
+
+let gatewayTail: (() => string) | null = null;
+
+async function main(): Promise<void> {
+  const load = loadavg().map((l) => Math.round(l * 100) / 100);
+  progress(`city bench (${QUICK ? 'quick' : 'full'}): ${TOTAL_DEVICES} demo stores; ${cpus().length} CPUs (${cpus()[0]?.model}); load ${load.join(' ')}; open-file limit ${FD_LIMIT}`);
+  for (const s of scaledDown) progress(`scaled down: ${s}`);
+  const police = new PoliceReceiver();
+  const policeUrl = await police.start();
+  const dataDir = tempDataDir('safehaven-bench-city-');
+  const mqttPort = await freePort();
+  const httpPort = await freePort();
+  const gw: GatewayProcess = startGateway({
+    dataDir,
+    mqttPort,
+    httpPort,
+    hardTimeoutMs: 3_600_000,
+    env: {
+      SAFEHAVEN_POLICE_URL: policeUrl, SAFEHAVEN_POLICE_SECRET: POLICE_SECRET,
+      SAFEHAVEN_DEMO_STORES: String(TOTAL_DEVICES), SAFEHAVEN_DEMO_HOMES: '0',
+      // Warnings only: at info the gateway logs two lines per alert into the pipe this process reads, and
+      // this process, busy with thousands of devices, reads it late: the gateway then blocks on a full pipe.
+      SAFEHAVEN_ADMIN_TOKEN: ADMIN_TOKEN,
+      ...(POLICE_CONCURRENCY ? { SAFEHAVEN_CONFIG: writeConfig(dataDir, { police: { concurrency: POLICE_CONCURRENCY } }) } : {}), SAFEHAVEN_LOG_LEVEL: 'warn',
+    },
+    nodeArgs: args['gateway-node-args']?.split(' ').filter(Boolean),
+    keep: (l) => (l.level ?? 0) >= 50,
+  });
+  gatewayTail = () => gw.tail(40);
+  let mosquitto: ChildProcess | null = null;
+  let forwarder: ChildProcess | null = null;
+  const fleets: Fleet[] = [];
+  const mosqDir = mkdtempSync(join(tmpdir(), 'safehaven-bench-mosquitto-'));
+  try {
+    progress('gateway starting (first start seeds the demo registry: one scrypt hash per device)');
+    // The ready line is an info line: wait for the MQTT port instead.
+    await waitForPort(mqttPort, 600_000, () => gw.alive);
+    await sleep(2000);
+    const rssIdle = rssKiB(gw.pid);
+    progress(`gateway ready (pid ${gw.pid}), RSS ${(rssIdle / 1024).toFixed(1)} MiB`);
+
+    const key = readDemoKey(dataDir);
+    const all = demoFleet({ stores: TOTAL_DEVICES, homes: 0, demoKey: key });
+
+    // 1. Connected and heartbeating.
+    const crit = fleetOf(all.slice(0, CRIT_DEVICES), mqttPort);
+    fleets.push(crit);
+    await connectFleet(crit, 'gateway devices');
+    crit.start();
+    await sleep(3000);
+    const rssCrit = rssKiB(gw.pid);
+    const kbPerDevice = (rssCrit - rssIdle) / CRIT_DEVICES;
+    progress(`RSS ${(rssCrit / 1024).toFixed(1)} MiB with ${CRIT_DEVICES} devices: ${kbPerDevice.toFixed(1)} KiB per device`);
+
+    // 2. Heartbeat cost.
+    const hbGateway = await heartbeatCost(crit, gw.pid, HB_COUNT, HB_RATE);
+    progress(`gateway: ${hbGateway.toFixed(1)} µs CPU per heartbeat`);
+
+    // 3. Critical path.
+    const cpu0 = { bench: process.cpuUsage(), gateway: cpuMicros(gw.pid), at: performance.now() };
+    const critical = await pressAtRate(crit, police, RATE, CRIT_SEC, 'gateway presses');
+    const critCpu = cpuShare(cpu0, gw.pid);
+    progress(`CPU during the critical path: bench process ${critCpu.bench}% of a core, gateway ${critCpu.gateway}%`);
+    progress(`gateway press → police: p50 ${critical.p50} ms, p99 ${critical.p99} ms, p99.9 ${critical.p999} ms (${critical.count} timed, ${critical.missing} missing)`);
+    const stages = await gatewayStages(httpPort);
+    progress(`gateway's own stage times (p50/p99 ms, /api/latency): ${stages}`);
+
+    // 4. Burst.
+    if (BURST_DEVICES > CRIT_DEVICES) {
+      const more = fleetOf(all.slice(CRIT_DEVICES, BURST_DEVICES), mqttPort);
+      fleets.push(more);
+      await connectFleet(more, 'burst devices');
+      more.start();
+    }
+    await sleep(2000);
+    const burst = await runBurst(fleets, police, gw.pid, BURST_PRESSES);
+    progress(`burst: ${burst.sent} sent, ${burst.delivered} delivered, ${burst.dupes} dupes, drained in ${burst.drainS} s, RSS +${burst.rssGrowthMb} MB`);
+
+    // 5. Scale.
+    let kbAtScale: number | null = null;
+    const connectedNow = fleets.reduce((n, f) => n + f.size, 0);
+    if (SCALE_DEVICES > CRIT_DEVICES) {
+      if (SCALE_DEVICES > connectedNow) {
+        const more = fleetOf(all.slice(connectedNow, SCALE_DEVICES), mqttPort);
+        fleets.push(more);
+        await connectFleet(more, 'scale devices');
+        more.start();
+      }
+      await sleep(3000);
+      kbAtScale = (rssKiB(gw.pid) - rssIdle) / SCALE_DEVICES;
+      progress(`RSS ${(rssKiB(gw.pid) / 1024).toFixed(1)} MiB with ${SCALE_DEVICES} devices (after the burst): ${kbAtScale.toFixed(1)} KiB per device`);
+    }
+    for (const f of fleets.splice(0)) f.stop();
+    const gwExit = await gw.stop(30_000);
+    progress(`gateway stopped (${JSON.stringify(gwExit)})`);
+
+    // 6. Baseline: mosquitto + forwarder, same devices, same rates.
+    const mosqPort = await freePort();
+    mosquitto = startMosquitto(mosqPort, mosqDir);
+    await waitForPort(mosqPort, 10_000);
+    forwarder = await startForwarder(`mqtt://127.0.0.1:${mosqPort}`, policeUrl);
+    const base = fleetOf(all.slice(0, CRIT_DEVICES), mosqPort);
+    fleets.push(base);
+    await connectFleet(base, 'mosquitto devices');
+    base.start();
+    await sleep(3000);
+    const hbMosquitto = await heartbeatCost(base, mosquitto.pid!, HB_COUNT, HB_RATE);
+    progress(`mosquitto: ${hbMosquitto.toFixed(1)} µs CPU per message`);
+    const cpuB = { bench: process.cpuUsage(), gateway: cpuMicros(mosquitto.pid!), at: performance.now() };
+    const baseline = await pressAtRate(base, police, RATE, CRIT_SEC, 'baseline presses');
+    const baseCpu = cpuShare(cpuB, mosquitto.pid!);
+    progress(`CPU during the baseline: bench process ${baseCpu.bench}% of a core, mosquitto ${baseCpu.gateway}%`);
+    progress(`baseline press → police: p50 ${baseline.p50} ms, p99 ${baseline.p99} ms (${baseline.count} timed, ${baseline.missing} missing)`);
+    base.stop();
+    fleets.splice(0);
+
+    const result = {
+      bench: 'city', quick: QUICK,
+      p50_ms: critical.p50, p99_ms: critical.p99, p999_ms: critical.p999,
+      baseline_p50_ms: baseline.p50, baseline_p99_ms: baseline.p99,
+      ratio_p99: critical.p99 !== null && baseline.p99 ? round(critical.p99 / baseline.p99) : null,
+      burst_sent: burst.sent, burst_delivered: burst.delivered, burst_dupes: burst.dupes, burst_drain_s: burst.drainS,
+      rss_growth_mb: burst.rssGrowthMb,
+      kb_per_device: round(kbPerDevice, 1), kb_per_device_at_scale: round(kbAtScale, 1), scale_devices: SCALE_DEVICES,
+      cpu_pct_during_critical: critCpu, cpu_pct_during_baseline: baseCpu,
+      devices: CRIT_DEVICES, rate_per_s: critical.achievedRate, timed_presses: critical.count, missing_presses: critical.missing,
+      baseline_missing: baseline.missing, burst_devices: BURST_DEVICES,
+      hb_us_gateway: round(hbGateway, 1), hb_us_mosquitto: round(hbMosquitto, 1), hb_ratio: hbMosquitto > 0 ? round(hbGateway / hbMosquitto, 2) : null,
+      police_concurrency: POLICE_CONCURRENCY ?? 'default',
+      scaled_down: scaledDown, load_at_start: load, load_at_end: loadavg().map((l) => Math.round(l * 100) / 100), node: process.version,
+    };
+    const row = (k: string, v: unknown, target = '') => `  ${k.padEnd(38)} ${String(v).padEnd(22)} ${target}`;
+    process.stdout.write([
+      '',
+      `city bench (${QUICK ? 'quick' : 'full'}), load ${load.join(' ')} → ${result.load_at_end.join(' ')}`,
+      row('press → police p50 / p99 / p99.9', `${critical.p50} / ${critical.p99} / ${critical.p999} ms`, 'target p99 ≤ 2 ms'),
+      row('  at', `${result.rate_per_s}/s, ${CRIT_DEVICES} devices`),
+      row('baseline (mosquitto + forwarder) p50/p99', `${baseline.p50} / ${baseline.p99} ms`),
+      row('ratio p99 ours / baseline', result.ratio_p99, 'target ≤ 1.0'),
+      row('burst sent / delivered / dupes', `${burst.sent} / ${burst.delivered} / ${burst.dupes}`, 'target 0 lost, 0 dupes'),
+      row('burst drain', `${burst.drainS} s`, 'target ≤ 3 s'),
+      row('burst RSS growth', `${burst.rssGrowthMb} MB`, 'target ≤ 100 MB'),
+      row(`RSS per device at ${CRIT_DEVICES}`, `${result.kb_per_device} KiB`, 'target ≤ 20 kB'),
+      row(`RSS per device at ${SCALE_DEVICES}`, kbAtScale === null ? '(same run as above)' : `${result.kb_per_device_at_scale} KiB`, 'stretch ≤ 10 kB at 50,000'),
+      row('heartbeat CPU gateway / mosquitto', `${result.hb_us_gateway} / ${result.hb_us_mosquitto} µs`, 'target ratio ≤ 1.5'),
+      row('  ratio', result.hb_ratio),
+      ...scaledDown.map((s) => `  scaled down: ${s}`),
+      '',
+    ].join('\n') + '\n');
+    process.stdout.write(`${JSON.stringify(result)}\n`);
+  } finally {
+    for (const f of fleets) f.stop();
+    if (gw.alive) gw.kill('SIGKILL');
+    await gw.exited;
+    await stopChild(forwarder);
+    await stopChild(mosquitto);
+    await police.stop();
+    removeDir(mosqDir);
+    if (!args['keep-data']) removeDir(dataDir);
+    else progress(`data dir kept: ${dataDir}`);
+  }
+}
+
+/** The gateway's per-stage latency window (ingest, persist, resolve, dispatch, police ack), as one line. */
+async function gatewayStages(httpPort: number): Promise<string> {
+  try {
+    const res = await fetch(`http://127.0.0.1:${httpPort}/api/latency?window=1h`, {
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` }, signal: AbortSignal.timeout(10_000),
+    });
+    const body = await res.json() as { stages?: Record<string, { p50: number | null; p99: number | null } | null> };
+    return Object.entries(body.stages ?? {}).map(([k, v]) => `${k} ${v?.p50 ?? '-'}/${v?.p99 ?? '-'}`).join(', ');
+  } catch (err) {
+    return `unavailable (${(err as Error).message})`;
+  }
+}
+
+/** One press from every connected device at once (more presses than devices: some press twice). */
+async function runBurst(fleets: Fleet[], police: PoliceReceiver, pid: number, presses: number) {
+  const rssBefore = rssKiB(pid);
+  let rssPeak = rssBefore;
+  const sampler = setInterval(() => {
+    rssPeak = Math.max(rssPeak, rssKiB(pid));
+  }, 100);
+  const requestsBefore = police.requests;
+  const distinctBefore = police.distinct;
+  const keys: string[] = [];
+  const devices = fleets.flatMap((f) => Array.from({ length: f.size }, (_, i) => [f, i] as const));
+  const start = performance.now();
+  for (let k = 0; k < presses; k++) {
+    const [fleet, i] = devices[k % devices.length]!;
+    keys.push(fleet.press(i));
+  }
+  let last = start;
+  const deadline = start + 120_000;
+  let lastArrival = start;
+  police.onFirst((_, at) => {
+    lastArrival = at;
+  });
+  while (police.distinct - distinctBefore < presses && performance.now() < deadline) {
+    await sleep(20);
+    if (readRssKiB(pid) === null) throw new Error('the server died during the burst');
+    if (performance.now() - last > 2000) {
+      last = performance.now();
+      progress(`burst: ${police.distinct - distinctBefore}/${presses} at the police, RSS ${(rssKiB(pid) / 1024).toFixed(1)} MiB`);
+    }
+  }
+  await sleep(1000);
+  clearInterval(sampler);
+  police.onFirst(() => undefined);
+  const delivered = keys.filter((k) => police.firstAt.has(k)).length;
+  return {
+    sent: presses, delivered, dupes: police.requests - requestsBefore - (police.distinct - distinctBefore),
+    drainS: round((lastArrival - start) / 1000, 2), rssGrowthMb: round((rssPeak - rssBefore) / 1024, 1),
+  };
+}
+
+main().catch((err: unknown) => {
+  progress(`FAILED: ${(err as Error).stack ?? String(err)}`);
+  if (gatewayTail) progress(gatewayTail());
+  process.exit(1);
+});
