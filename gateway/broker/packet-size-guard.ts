@@ -54,7 +54,7 @@ export class MqttHeaderScanner {
 
 /**
  * Wraps a connection so aedes only ever sees bytes whose packets fit the
- * limit. Writes pass straight through. `onRefused` hears of each cut.
+ * limit. Writes pass straight through (corked ones as one). `onRefused` hears of each cut.
  */
 export function guardPacketSize(inner: Duplex, maxPacketBytes: number, onRefused: (declared: number | null) => void): Duplex {
   const scanner = new MqttHeaderScanner(maxPacketBytes);
@@ -64,6 +64,11 @@ export function guardPacketSize(inner: Duplex, maxPacketBytes: number, onRefused
     },
     write(chunk: Buffer, _enc, done) {
       inner.write(chunk, done);
+    },
+    // aedes corks a client while it writes a packet's parts (and acks in a
+    // row): pass them on as one write, one syscall, not one per part.
+    writev(chunks, done) {
+      inner.write(chunks.length === 1 ? chunks[0]!.chunk : Buffer.concat(chunks.map((c) => c.chunk as Buffer)), done);
     },
     final(done) {
       inner.end(done);
