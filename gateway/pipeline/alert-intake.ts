@@ -71,11 +71,14 @@ export class AlertIntake {
     const alertId = deriveAlertId(incoming.deviceId, incoming.event.seq);
     const inFlight = this.committing.get(alertId);
     if (inFlight) return inFlight.then(({ alert }) => this.repeat(alert));
-    const existing = this.deps.alerts.get(alertId);
-    if (existing) return Promise.resolve(this.repeat(existing));
     const { deviceId, event, source } = incoming;
+    // Above the device's highest stored seq it cannot be stored yet: a new
+    // alert needs no read of the store. At or below it, it is a repeat of a
+    // stored alert (a DUP, a reconnect) or a replay.
     const highest = this.deps.window.eventReplay(deviceId, event.seq);
     if (highest !== null) {
+      const existing = this.deps.alerts.get(alertId);
+      if (existing) return Promise.resolve(this.repeat(existing));
       this.deps.counters.inc('alerts_replay_refused_total', { source });
       this.throttle.warn(`replay:${deviceId}`, { deviceId, seq: event.seq, highest, source, code: 'SEQ_REPLAYED' },
         `event seq ${event.seq} from ${deviceId} is at or below its highest alert seq ${highest}: a replay, not a new alert`);

@@ -13,7 +13,7 @@ export class SeqWindow {
 
   constructor(private readonly alerts: Pick<AlertRepo, 'highestSeq'>) {}
 
-  /** The device's highest alert seq when `seq` (not an alert itself: the caller checked) is at or below it. */
+  /** The device's highest alert seq when `seq` is at or below it (the caller then tells a repeat of a stored alert from a replay). */
   eventReplay(deviceId: string, seq: number): number | null {
     const highest = this.highestAlertSeq(deviceId);
     return seq > highest ? null : highest;
