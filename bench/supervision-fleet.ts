@@ -1,13 +1,12 @@
 // The device fleet of bench/supervision-accuracy.ts, in its own process so
 // that its heartbeats keep arriving (and queue in the gateway's socket
-// buffers) while the gateway's event loop is busy. One raw MQTT 3.1.1 TCP
-// connection per device (mqtt-packet, no client library: 10,000 of them cost
-// a few MB); QoS 0 heartbeats on a schedule; some devices send each heartbeat
+// buffers) while the gateway's event loop is busy. One connection per device
+// with the simulator's lean client (10,000 of them cost a few MB); QoS 0
+// heartbeats on a schedule; some devices send each heartbeat
 // just before their deadline ("edge" devices, the ones a busy gateway could
 // wrongly flag); "victims" stop at a given time while staying connected.
 // Driven over IPC by the benchmark: see FleetCommand / FleetReport.
-import mqttPacket from 'mqtt-packet';
-import { connect, type Socket } from 'node:net';
+import { LeanClient } from '../device-sim/lean-client.ts';
 import { topics } from '../protocol/index.ts';
 
 export interface FleetPlan {
@@ -36,10 +35,13 @@ export type FleetReport =
 /** Connections opened at once while connecting: more would overflow the listen backlog. */
 const CONNECT_PARALLELISM = 200;
 const TICK_MS = 20;
+const CONNECT_TIMEOUT_MS = 30_000;
+/** Presses are fire-and-forget here; a PUBACK later than this is simply not waited for. */
+const ACK_TIMEOUT_MS = 30_000;
 
 interface Device {
   id: string;
-  socket: Socket;
+  client: LeanClient;
   periodMs: number;
   nextAt: number;
   seq: number;
@@ -56,25 +58,18 @@ let plan: FleetPlan;
 
 const send = (msg: FleetReport) => process.send!(msg);
 
-function openOne(id: string): Promise<Socket | null> {
-  return new Promise((resolve) => {
-    const socket = connect(plan.port, '127.0.0.1');
-    const parser = mqttPacket.parser({ protocolVersion: 4 });
-    parser.on('packet', (packet) => {
-      if (packet.cmd !== 'connack') return;
-      if (packet.returnCode === 0) resolve(socket);
-      else {
-        socket.destroy();
-        resolve(null);
-      }
-    });
-    socket.on('data', (bytes) => parser.parse(bytes));
-    socket.on('error', () => resolve(null));
-    socket.setNoDelay(true);
-    socket.write(mqttPacket.generate({
-      cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, keepalive: 0, clientId: id, username: id, password: Buffer.from(plan.secret),
-    }));
+/** keepalive 0: the devices' only sign of life is the heartbeats this bench schedules. */
+async function openOne(id: string): Promise<LeanClient | null> {
+  const client = new LeanClient({
+    host: '127.0.0.1', port: plan.port, clientId: id, username: id, password: plan.secret,
+    keepaliveSec: 0, connectTimeoutMs: CONNECT_TIMEOUT_MS, ackTimeoutMs: ACK_TIMEOUT_MS,
   });
+  try {
+    await client.connect();
+    return client;
+  } catch {
+    return null;
+  }
 }
 
 async function connectAll(): Promise<void> {
@@ -85,13 +80,13 @@ async function connectAll(): Promise<void> {
   const worker = async () => {
     while (next < plan.ids.length) {
       const id = plan.ids[next++]!;
-      const socket = await openOne(id);
-      if (!socket) {
+      const client = await openOne(id);
+      if (!client) {
         refused++;
         continue;
       }
       const periodMs = edge.has(id) ? plan.edgePeriodMs : plan.intervalMs * (0.9 + 0.1 * Math.random());
-      devices.push({ id, socket, periodMs, nextAt: now + Math.random() * periodMs, seq: 0, stopAt: Infinity, lastSent: 0 });
+      devices.push({ id, client, periodMs, nextAt: now + Math.random() * periodMs, seq: 0, stopAt: Infinity, lastSent: 0 });
       if (devices.length % 1000 === 0) send({ kind: 'progress', connected: devices.length });
     }
   };
@@ -102,20 +97,14 @@ async function connectAll(): Promise<void> {
 
 function heartbeat(d: Device, now: number): void {
   d.seq++;
-  d.socket.write(mqttPacket.generate({
-    cmd: 'publish', topic: topics.heartbeat(d.id), payload: Buffer.from(JSON.stringify({ seq: d.seq, ts: now, battery: 90, rssi: -60 })),
-    qos: 0, retain: false, dup: false,
-  }));
+  void d.client.publish(topics.heartbeat(d.id), JSON.stringify({ seq: d.seq, ts: now, battery: 90, rssi: -60 }), 0).catch(() => undefined);
   d.lastSent = now;
   heartbeats++;
 }
 
 function press(d: Device, now: number): void {
   d.seq++;
-  d.socket.write(mqttPacket.generate({
-    cmd: 'publish', topic: topics.event(d.id), payload: Buffer.from(JSON.stringify({ seq: d.seq, ts: now, type: 'test' })),
-    qos: 1, messageId: (d.seq % 65_535) + 1, retain: false, dup: false,
-  }));
+  void d.client.publish(topics.event(d.id), JSON.stringify({ seq: d.seq, ts: now, type: 'test' }), 1).catch(() => undefined);
   // A press is a check-in too: the victim's window runs from whichever came last.
   d.lastSent = now;
   presses++;
