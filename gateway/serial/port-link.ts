@@ -34,6 +34,18 @@ export const REOPEN_POLICY: ReopenPolicy = { minMs: 500, maxMs: 10_000 };
 /** Ack bytes waiting for the wire: ~60 acks, 0.35 s at 115200 baud. Past it an ack is dropped (the device retransmits). */
 export const MAX_PENDING_WRITE_BYTES = 4096;
 
+/**
+ * CFG lines wait in their own queue and go out only while the write buffer
+ * is under half full, so acks always have room: after a BOOT a dongle with
+ * hundreds of devices behind it is sent a CFG for each, and a panic's
+ * "help is coming" must not queue behind them (nor be dropped as backlog).
+ */
+const CONFIG_BUFFER_SHARE = MAX_PENDING_WRITE_BYTES / 2;
+/** CFG lines held at most (one per radio device behind the dongle); past it they are refused (counted by the caller). */
+const MAX_QUEUED_CONFIG_LINES = 10_000;
+/** How often a waiting CFG queue looks at the buffer again: at 115200 baud 2 KiB drains in ~180 ms. */
+const CONFIG_PACE_MS = 20;
+
 /** Where the link's lines go: the uplink. */
 export interface LinkSink {
   line(link: PortLink, line: string): void;
@@ -84,6 +96,9 @@ export class PortLink {
   private nextReopenAt: number | null = null;
   private troubleTimer: NodeJS.Timeout | null = null;
   private receiver: ReceiverInfo | null = null;
+  private configQueue: string[] = [];
+  private configHead = 0;
+  private configTimer: NodeJS.Timeout | null = null;
   private readonly throttle: LogThrottle;
 
   constructor(
@@ -119,6 +134,40 @@ export class PortLink {
     if (port.writableLength + line.length > MAX_PENDING_WRITE_BYTES) return 'backlog';
     port.write(line);
     return 'sent';
+  }
+
+  /** Queues a CFG line behind any ack (see CONFIG_BUFFER_SHARE). Never waits. */
+  sendWhenIdle(line: string): SendOutcome {
+    if (!this.port || this.state !== 'open') return 'port-closed';
+    if (this.configQueue.length - this.configHead >= MAX_QUEUED_CONFIG_LINES) return 'backlog';
+    this.configQueue.push(line);
+    this.pumpConfigs();
+    return 'sent';
+  }
+
+  private pumpConfigs(): void {
+    const port = this.port;
+    if (!port || this.state !== 'open') return this.dropConfigs();
+    while (this.configHead < this.configQueue.length && port.writableLength + this.configQueue[this.configHead]!.length <= CONFIG_BUFFER_SHARE) {
+      port.write(this.configQueue[this.configHead++]!);
+    }
+    if (this.configHead === this.configQueue.length) {
+      this.configQueue = [];
+      this.configHead = 0;
+    } else {
+      this.configTimer ??= setTimeout(() => {
+        this.configTimer = null;
+        this.pumpConfigs();
+      }, CONFIG_PACE_MS);
+    }
+  }
+
+  /** A closed port forgets its CFG queue: the dongle is sent them all again after its next BOOT. */
+  private dropConfigs(): void {
+    if (this.configTimer) clearTimeout(this.configTimer);
+    this.configTimer = null;
+    this.configQueue = [];
+    this.configHead = 0;
   }
 
   /** The dongle's id, once it has named itself by a boot or health line. */
@@ -269,6 +318,7 @@ export class PortLink {
       this.chain.lines.destroy();
     }
     this.chain = null;
+    this.dropConfigs();
     return port;
   }
 
@@ -277,5 +327,6 @@ export class PortLink {
     if (this.troubleTimer) clearTimeout(this.troubleTimer);
     this.reopenTimer = this.troubleTimer = null;
     this.nextReopenAt = null;
+    this.dropConfigs();
   }
 }

@@ -128,7 +128,7 @@ export class SerialUplink implements LinkSink {
   private sendConfig(link: PortLink, deviceId: string): void {
     const heartbeatSec = this.deps.heartbeatSec(deviceId);
     if (heartbeatSec === null) return;
-    const outcome = link.send(formatConfig({ deviceId, heartbeatSec }));
+    const outcome = link.sendWhenIdle(formatConfig({ deviceId, heartbeatSec }));
     this.deps.counters.inc(outcome === 'sent' ? 'serial_configs_sent_total' : 'serial_configs_dropped_total', { port: link.name });
   }
 
