@@ -100,7 +100,10 @@ function cpuShare(from: { bench: NodeJS.CpuUsage; gateway: number; at: number },
   return { bench: Math.round((100 * (own.user + own.system)) / wallUs), gateway: Math.round((100 * (cpuMicros(pid) - from.gateway)) / wallUs) };
 }
 
-async function connectFleet(fleet: Fleet, label: string): Promise<void> {
+/** A fleet of these devices on this broker, added to `fleets`, connected (with progress) and heartbeating. */
+async function startFleet(fleets: Fleet[], devices: SimDeviceSpec[], port: number, label: string): Promise<Fleet> {
+  const fleet = fleetOf(devices, port);
+  fleets.push(fleet);
   let done = 0;
   let last = performance.now();
   const start = performance.now();
@@ -112,6 +115,8 @@ async function connectFleet(fleet: Fleet, label: string): Promise<void> {
     }
   });
   progress(`${label}: ${fleet.size} connected in ${((performance.now() - start) / 1000).toFixed(1)} s`);
+  fleet.start();
+  return fleet;
 }
 
 /**
@@ -287,10 +292,7 @@ async function main(): Promise<void> {
     const all = demoFleet({ stores: TOTAL_DEVICES, homes: 0, demoKey: key });
 
     // 1. Connected and heartbeating.
-    const crit = fleetOf(all.slice(0, CRIT_DEVICES), mqttPort);
-    fleets.push(crit);
-    await connectFleet(crit, 'gateway devices');
-    crit.start();
+    const crit = await startFleet(fleets, all.slice(0, CRIT_DEVICES), mqttPort, 'gateway devices');
     await sleep(3000);
     const rssCrit = rssKiB(gw.pid);
     const kbPerDevice = (rssCrit - rssIdle) / CRIT_DEVICES;
@@ -311,10 +313,7 @@ async function main(): Promise<void> {
 
     // 4. Burst.
     if (BURST_DEVICES > CRIT_DEVICES) {
-      const more = fleetOf(all.slice(CRIT_DEVICES, BURST_DEVICES), mqttPort);
-      fleets.push(more);
-      await connectFleet(more, 'burst devices');
-      more.start();
+      await startFleet(fleets, all.slice(CRIT_DEVICES, BURST_DEVICES), mqttPort, 'burst devices');
     }
     await sleep(2000);
     const burst = await runBurst(fleets, police, gw.pid, BURST_PRESSES);
@@ -325,10 +324,7 @@ async function main(): Promise<void> {
     const connectedNow = fleets.reduce((n, f) => n + f.size, 0);
     if (SCALE_DEVICES > CRIT_DEVICES) {
       if (SCALE_DEVICES > connectedNow) {
-        const more = fleetOf(all.slice(connectedNow, SCALE_DEVICES), mqttPort);
-        fleets.push(more);
-        await connectFleet(more, 'scale devices');
-        more.start();
+        await startFleet(fleets, all.slice(connectedNow, SCALE_DEVICES), mqttPort, 'scale devices');
       }
       await sleep(3000);
       kbAtScale = (rssKiB(gw.pid) - rssIdle) / SCALE_DEVICES;
@@ -343,10 +339,7 @@ async function main(): Promise<void> {
     mosquitto = startMosquitto(mosqPort, mosqDir);
     await waitForPort(mosqPort, 10_000);
     forwarder = await startForwarder(`mqtt://127.0.0.1:${mosqPort}`, policeUrl);
-    const base = fleetOf(all.slice(0, CRIT_DEVICES), mosqPort);
-    fleets.push(base);
-    await connectFleet(base, 'mosquitto devices');
-    base.start();
+    const base = await startFleet(fleets, all.slice(0, CRIT_DEVICES), mosqPort, 'mosquitto devices');
     await sleep(3000);
     const hbMosquitto = await heartbeatCost(base, mosquitto.pid!, HB_COUNT, HB_RATE);
     progress(`mosquitto: ${hbMosquitto.toFixed(1)} µs CPU per message`);

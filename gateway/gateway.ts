@@ -334,15 +334,16 @@ export class Gateway {
     const { registry, alerts, audit, tokens, commits } = store;
     const httpLimiter = new AuthLimiter(HTTP_AUTH_FAILURES_PER_MINUTE, this.clock);
     const health = () => this.health(pipeline.policeUrl);
+    const homeAudit = { audit, commits, now: () => this.clock.now(), log: this.log('audit') };
     const feed = (this.feed = new FeedHub({
       bus: pipeline.bus, troubles: this.deps.troubles ?? troubles, presence: this.deps.presence ?? supervisor,
-      alerts, registry, health, counters: this.counters, homeAudit: { audit, commits, now: () => this.clock.now(), log: this.log('feed') }, log: this.log('feed'),
+      alerts, registry, health, counters: this.counters, homeAudit, log: this.log('feed'),
     }));
     feed.start();
     const http = (this.http = await buildApp({
       auth: { tokens, adminToken, now: () => this.clock.now(), limiter: httpLimiter },
       security: () => ({ mqttAuthFailures: this.authLimiter.report(), httpAuthFailures: httpLimiter.report(), floodingDevices: this.floods.flooding() }),
-      registry, alerts, audit, tokens, commits, lifecycle: pipeline.lifecycle, routes: pipeline.routes, counters: this.counters,
+      registry, alerts, audit, tokens, commits, homeAudit, lifecycle: pipeline.lifecycle, routes: pipeline.routes, counters: this.counters,
       health, latency, feed, dashboard: this.config.dashboard,
       isOnline: (id) => supervisor.online(id), devices, troubles,
       log: this.log('http'),

@@ -18,6 +18,7 @@ import type { DeviceControl } from '../supervision/device-control.ts';
 import type { TroubleBook } from '../supervision/trouble-book.ts';
 import type { AuthDeps } from './auth.ts';
 import type { FeedHub } from './feed-hub.ts';
+import type { HomeReadAudit } from './personal-data.ts';
 import { hashToken } from '../registry/secrets.ts';
 import { LogThrottle } from '../log-throttle.ts';
 import { HttpError, installErrorHandler } from './errors.ts';
@@ -43,6 +44,8 @@ export interface AppDeps {
   audit: AuditRepo;
   tokens: TokenRepo;
   commits: CommitQueue;
+  /** Where reads of home details are audited (REST routes and the feed). */
+  homeAudit: HomeReadAudit;
   lifecycle: AlertLifecycle;
   routes: RouteTable;
   counters: Counters;

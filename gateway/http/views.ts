@@ -4,8 +4,7 @@ import type { DeviceRecord } from '../store/registry-repo.ts';
 import type { Role } from '../store/token-repo.ts';
 import { seesHomeDetails, siteView } from './personal-data.ts';
 import type { AlertRecord, OutboxRow, TimelineEntry } from '../store/alert-repo.ts';
-
-const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+import { isoTime as iso } from '../clock.ts';
 
 export function deviceView(d: DeviceRecord, online: boolean) {
   return {

@@ -6,7 +6,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { SerialPort } from 'serialport';
 import type { ReceiverBootFrame, ReceiverHealthFrame } from '../../protocol/index.ts';
-import type { Clock } from '../clock.ts';
+import { isoTime as iso, type Clock } from '../clock.ts';
 import type { SerialPortConfig } from '../config.ts';
 import { LogThrottle } from '../log-throttle.ts';
 import type { Counters } from '../metrics/counters.ts';
@@ -77,8 +77,6 @@ export interface PortLinkDeps {
   log: Logger;
   reopen: ReopenPolicy;
 }
-
-const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
 export class PortLink {
   private port: SerialPortLike | null = null;

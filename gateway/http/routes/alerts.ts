@@ -9,8 +9,9 @@ import { HttpError, validate } from '../errors.ts';
 import { auditHomeReads, type HomeReadAudit } from '../personal-data.ts';
 import { alertView, deliveryView, timelineView } from '../views.ts';
 
-export interface AlertRoutesDeps extends Omit<HomeReadAudit, 'now'> {
+export interface AlertRoutesDeps {
   auth: AuthDeps;
+  homeAudit: HomeReadAudit;
   alerts: AlertRepo;
   registry: Registry;
   lifecycle: AlertLifecycle;
@@ -27,7 +28,6 @@ const ResolveBody = z.strictObject({ outcome: ResolveOutcome, note: z.string().m
 
 export const alertRoutes: FastifyPluginAsync<AlertRoutesDeps> = async (app, deps) => {
   const { auth, alerts, registry, lifecycle } = deps;
-  const readAudit = { ...deps, now: auth.now };
   const notFound = (err: unknown, id: string): never => {
     if (err instanceof AlertNotFoundError) throw new HttpError(404, err.code, `no alert ${id}`, 'id');
     throw err;
@@ -36,7 +36,7 @@ export const alertRoutes: FastifyPluginAsync<AlertRoutesDeps> = async (app, deps
   app.get('/api/alerts', { preHandler: requireRole(auth, 'viewer') }, async (req) => {
     const q = validate(ListQuery, req.query, 'query');
     const list = alerts.list({ open: q.state === 'open', limit: q.limit });
-    auditHomeReads(readAudit, req, list.map((a) => registry.site(a.siteId)), 'homes.read.alerts');
+    auditHomeReads(deps.homeAudit, req, list.map((a) => registry.site(a.siteId)), 'homes.read.alerts');
     const items = list.map((a) => alertView(a, registry.site(a.siteId), req.principal!.role));
     return { items, total: items.length };
   });
@@ -45,7 +45,7 @@ export const alertRoutes: FastifyPluginAsync<AlertRoutesDeps> = async (app, deps
     const { id } = validate(IdParams, req.params, 'params');
     const alert = alerts.get(id);
     if (!alert) throw new HttpError(404, 'ALERT_NOT_FOUND', `no alert ${id}`, 'id');
-    auditHomeReads(readAudit, req, [registry.site(alert.siteId)], 'home.read.alert');
+    auditHomeReads(deps.homeAudit, req, [registry.site(alert.siteId)], 'home.read.alert');
     const device = registry.device(alert.deviceId);
     return {
       ...alertView(alert, registry.site(alert.siteId), req.principal!.role),

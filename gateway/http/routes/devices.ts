@@ -12,8 +12,9 @@ import { HttpError, validate } from '../errors.ts';
 import { auditHomeReads, siteView, type HomeReadAudit } from '../personal-data.ts';
 import { deviceView } from '../views.ts';
 
-export interface DeviceRoutesDeps extends Omit<HomeReadAudit, 'now'> {
+export interface DeviceRoutesDeps {
   auth: AuthDeps;
+  homeAudit: HomeReadAudit;
   registry: Registry;
   audit: AuditRepo;
   commits: CommitQueue;
@@ -60,7 +61,7 @@ export const deviceRoutes: FastifyPluginAsync<DeviceRoutesDeps> = async (app, de
     const device = registry.device(id);
     if (!device) throw new HttpError(404, 'DEVICE_NOT_FOUND', `no device ${id}`, 'id');
     const site = registry.site(device.siteId);
-    auditHomeReads({ ...deps, now: auth.now }, req, [site], 'home.read.device');
+    auditHomeReads(deps.homeAudit, req, [site], 'home.read.device');
     return { ...view(device), site: site ? siteView(site, req.principal!.role) : null };
   });
 

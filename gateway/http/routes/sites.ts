@@ -2,16 +2,19 @@ import type { FastifyPluginAsync } from 'fastify';
 import { z } from 'zod';
 import { District, MAX_IMPORT_BYTES, parseSitesCsv, parseSitesJson, Site, SiteKind } from '../../../protocol/index.ts';
 import type { AuditRepo } from '../../store/audit-repo.ts';
+import type { CommitQueue } from '../../store/commit-queue.ts';
 import type { Registry } from '../../registry/registry.ts';
 import { RegistryError } from '../../registry/registry.ts';
 import { requireRole, type AuthDeps } from '../auth.ts';
 import { HttpError, validate } from '../errors.ts';
 import { auditHomeReads, siteView, type HomeReadAudit } from '../personal-data.ts';
 
-export interface SiteRoutesDeps extends Omit<HomeReadAudit, 'now'> {
+export interface SiteRoutesDeps {
   auth: AuthDeps;
+  homeAudit: HomeReadAudit;
   registry: Registry;
   audit: AuditRepo;
+  commits: CommitQueue;
 }
 
 const ListQuery = z.strictObject({ kind: SiteKind.optional(), district: District.optional() });
@@ -22,7 +25,7 @@ export const siteRoutes: FastifyPluginAsync<SiteRoutesDeps> = async (app, deps) 
   app.get('/api/sites', { preHandler: requireRole(auth, 'viewer') }, async (req) => {
     const q = validate(ListQuery, req.query, 'query');
     const sites = [...registry.allSites()].filter((s) => (!q.kind || s.kind === q.kind) && (!q.district || s.district === q.district));
-    auditHomeReads({ ...deps, now: auth.now }, req, sites, 'homes.read.sites');
+    auditHomeReads(deps.homeAudit, req, sites, 'homes.read.sites');
     const items = sites.map((s) => siteView(s, req.principal!.role));
     return { items, total: items.length };
   });

@@ -5,6 +5,7 @@ import type { CommitQueue } from '../../store/commit-queue.ts';
 import { ROLES, type TokenRecord, type TokenRepo } from '../../store/token-repo.ts';
 import { requireRole, type AuthDeps } from '../auth.ts';
 import { HttpError, validate } from '../errors.ts';
+import { isoTime as iso } from '../../clock.ts';
 
 export interface TokenRoutesDeps {
   auth: AuthDeps;
@@ -21,7 +22,6 @@ const CreateBody = z.strictObject({
 
 const IdParams = z.strictObject({ id: z.string().regex(/^tok-[0-9a-f]{12}$/, 'a token id such as tok-0123456789ab') });
 
-const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 const tokenView = (t: TokenRecord) => ({ ...t, createdAt: iso(t.createdAt), expiresAt: iso(t.expiresAt), revokedAt: iso(t.revokedAt) });
 
 export const tokenRoutes: FastifyPluginAsync<TokenRoutesDeps> = async (app, { auth, tokens, audit, commits }) => {
