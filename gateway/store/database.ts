@@ -138,6 +138,7 @@ const MIGRATIONS: readonly string[] = [
 ];
 
 const BUSY_TIMEOUT_MS = 250;
+const WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024;
 
 export interface OpenOptions {
   dataDir: string;
@@ -161,8 +162,11 @@ export function openDatabase({ dataDir, synchronous, fileName = 'safehaven.db' }
     db.pragma('journal_mode = WAL');
     db.pragma(`synchronous = ${synchronous.toUpperCase()}`);
     db.pragma('foreign_keys = ON');
-    // Checkpoints run on commit past this many pages; bounded WAL, bounded recovery time.
+    // Checkpoints run on commit past this many pages (until a Checkpointer takes them off the
+    // event loop); bounded WAL, bounded recovery time.
     db.pragma('wal_autocheckpoint = 1000');
+    // A WAL that a burst grew is cut back to this size when it restarts.
+    db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT_BYTES}`);
     migrate(db);
     return db;
   } catch (err) {
