@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { AuthLimiter } from '../gateway/broker/auth-limiter.ts';
+import { reachesAlertTopics } from '../gateway/broker/mqtt-announcer.ts';
 import { filterCovers, filterProblem, topicMatches } from '../gateway/broker/topic-filter.ts';
 
 describe('MQTT topic filters', () => {
@@ -15,6 +16,13 @@ describe('MQTT topic filters', () => {
     ['a/+/c', 'a/+/c', true], ['a/#', 'a', true], ['safehaven/v1/alerts/#', 'safehaven/v1/#', false],
   ])('%s covers %s: %s', (outer, inner, expected) => {
     expect(filterCovers(outer, inner)).toBe(expected);
+  });
+
+  it.each([
+    ['safehaven/v1/alerts/#', true], ['safehaven/v1/alerts/+', true], ['safehaven/v1/alerts/al-0123', true], ['safehaven/v1/#', true],
+    ['#', true], ['+/+/alerts/+', true], ['safehaven/v1/dev/#', false], ['safehaven/v1/alerts', false], ['safehaven/v1/alerts/+/x', false],
+  ])('%s reaches the integrator alert topics: %s', (filter, expected) => {
+    expect(reachesAlertTopics(filter)).toBe(expected);
   });
 
   it.each(['a/#/b', 'a/b#', 'a+/b', '', 'nul\u0000'])('refuses the invalid filter %j', (filter) => {
