@@ -128,7 +128,7 @@ export class AlertRepo {
       policeStatus: db.prepare('UPDATE alerts SET police_status = @status, case_id = coalesce(case_id, @caseId), updated_at = @at WHERE id = @id'),
       outboxRetry: db.prepare('UPDATE outbox SET attempts = @attempts, next_at = @nextAt, last_error = @error WHERE alert_id = @alertId AND target = @target AND done_at IS NULL'),
       due: db.prepare('SELECT * FROM outbox WHERE done_at IS NULL AND next_at <= ? ORDER BY priority DESC, created_at LIMIT ?'),
-      nextDue: db.prepare('SELECT min(next_at) FROM outbox WHERE done_at IS NULL').pluck(),
+      nextDue: db.prepare('SELECT min(next_at) FROM outbox WHERE done_at IS NULL AND next_at > ?').pluck(),
       pendingCount: db.prepare('SELECT count(*) FROM outbox WHERE done_at IS NULL').pluck(),
       openCount: db.prepare("SELECT count(*) FROM alerts WHERE state != 'resolved'").pluck(),
       outboxFor: db.prepare('SELECT * FROM outbox WHERE alert_id = ? ORDER BY target DESC'),
@@ -244,8 +244,9 @@ export class AlertRepo {
     return (this.stmts.due.all(now, limit) as OutboxDbRow[]).map(outboxFromRow);
   }
 
-  nextDueAt(): number | null {
-    return (this.stmts.nextDue.get() as number | null) ?? null;
+  /** The earliest time after `after` at which an undelivered row falls due (index outbox_next). */
+  nextDueAfter(after: number): number | null {
+    return (this.stmts.nextDue.get(after) as number | null) ?? null;
   }
 
   pendingOutbox(): number {

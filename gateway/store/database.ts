@@ -135,6 +135,10 @@ const MIGRATIONS: readonly string[] = [
   CREATE UNIQUE INDEX troubles_open ON troubles(kind, subject) WHERE cleared_at IS NULL;
   CREATE INDEX troubles_raised ON troubles(raised_at);
   `,
+  // The dispatcher's timer asks for the next retry time: a seek, not a scan of every undelivered row.
+  `
+  CREATE INDEX outbox_next ON outbox(next_at) WHERE done_at IS NULL;
+  `,
 ];
 
 const BUSY_TIMEOUT_MS = 250;
