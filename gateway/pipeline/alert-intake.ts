@@ -111,7 +111,8 @@ export class AlertIntake {
 
     // Only when the queue takes the write (store healthy, not overloaded): never POST what will not be stored.
     const early = commits.accepting();
-    const committed = commits.write(() => alerts.insert(alert, outbox));
+    // Plain inserts that only a failing store can refuse: no savepoint needed (see WriteOptions).
+    const committed = commits.write(() => alerts.insert(alert, outbox), { ownSavepoint: false });
     if (early) this.deps.dispatchEarly(alert, outbox);
     const inserted = await committed;
     if (!inserted) {

@@ -22,6 +22,8 @@ function isStorageFailure(error: unknown): boolean {
 
 interface Job {
   run: () => unknown;
+  /** Run inside a savepoint of its own, so that its failure undoes only its writes. */
+  savepoint: boolean;
   resolve: (value: unknown) => void;
   reject: (err: unknown) => void;
 }
@@ -31,6 +33,17 @@ export interface CommitQueueOptions {
   maxPending: number;
   /** Jobs per transaction: bounds how long one flush holds the event loop. */
   maxBatch: number;
+}
+
+export interface WriteOptions {
+  /**
+   * false: no savepoint of its own (a savepoint costs about as much as two
+   * small statements). Only for a job that cannot fail unless the store does
+   * — plain inserts and updates without constraints that could refuse them,
+   * on the alert path — because if it throws anyway, every job of its batch
+   * is rejected, as if the commit had failed.
+   */
+  ownSavepoint?: boolean;
 }
 
 export interface StoreHealth {
@@ -56,6 +69,7 @@ export class CommitQueue {
   private readonly health: StoreHealth = {
     ok: true, lastError: null, lastErrorAt: null, commits: 0, failedCommits: 0, rejectedOverloaded: 0, pending: 0, flushing: 0,
   };
+  private flushesRunning = 0;
   /** Settles once every committed batch has been flushed and told: what `close` waits for. */
   private flushed: Promise<void> = Promise.resolve();
 
@@ -77,19 +91,30 @@ export class CommitQueue {
    * rejects if `fn` throws (only its own savepoint is rolled back) or if the
    * commit or the flush fails (every job of the batch is rejected).
    */
-  write<T>(fn: () => T): Promise<T> {
+  write<T>(fn: () => T, opts: WriteOptions = {}): Promise<T> {
     if (this.closed) return Promise.reject(new StoreError('STORE_CLOSED', 'store is closed'));
     if (this.pending.length >= this.opts.maxPending) {
       this.health.rejectedOverloaded++;
       return Promise.reject(new StoreError('STORE_OVERLOADED', `more than ${this.opts.maxPending} writes pending`));
     }
     return new Promise<T>((resolve, reject) => {
-      this.pending.push({ run: fn, resolve: resolve as (v: unknown) => void, reject });
-      if (!this.scheduled) {
-        this.scheduled = true;
-        setImmediate(() => this.flush());
-      }
+      this.pending.push({ run: fn, savepoint: opts.ownSavepoint ?? true, resolve: resolve as (v: unknown) => void, reject });
+      this.schedule();
     });
+  }
+
+  /**
+   * The next turn commits what is pending — unless a WAL flush is running:
+   * a commit made now could only be made durable by the flush after it, so
+   * the writes wait and commit together the moment it ends, as one
+   * transaction (fewer, larger WAL writes) at no cost in latency. A full
+   * batch does not wait.
+   */
+  private schedule(): void {
+    if (this.scheduled) return;
+    if (this.flushesRunning > 0 && this.pending.length < this.opts.maxBatch) return;
+    this.scheduled = true;
+    setImmediate(() => this.flush());
   }
 
   /** True when a write now would be queued, on a store that commits: not closed, failing or full. */
@@ -111,6 +136,11 @@ export class CommitQueue {
     try {
       this.db.transaction(() => {
         for (const job of batch) {
+          // Without a savepoint a failing job cannot be undone alone: the whole batch fails.
+          if (!job.savepoint) {
+            outcomes.push({ ok: true, value: job.run() });
+            continue;
+          }
           try {
             // A nested transaction is a savepoint: a failing job undoes only itself.
             outcomes.push({ ok: true, value: this.db.transaction(job.run)() });
@@ -139,8 +169,11 @@ export class CommitQueue {
     // Committed but not yet on disk: readers on this connection already see it
     // (the early POST may run), but no caller acknowledges anything until the flush.
     this.health.flushing += batch.length;
+    this.flushesRunning++;
     const done = this.flusher.flush().then(settle, (error: unknown) => this.fail(batch, error)).finally(() => {
       this.health.flushing -= batch.length;
+      this.flushesRunning--;
+      if (this.pending.length > 0) this.schedule();
     });
     this.flushed = Promise.all([this.flushed, done]).then(() => undefined);
   }

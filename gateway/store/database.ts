@@ -166,6 +166,8 @@ export function openDatabase({ dataDir, synchronous, fileName = 'safehaven.db' }
     db.pragma('journal_mode = WAL');
     db.pragma(`synchronous = ${synchronous.toUpperCase()}`);
     db.pragma('foreign_keys = ON');
+    // Savepoints (one per commit-queue job) keep their undo journal in memory, not in a temp file.
+    db.pragma('temp_store = MEMORY');
     // Checkpoints run on commit past this many pages (until a Checkpointer takes them off the
     // event loop); bounded WAL, bounded recovery time.
     db.pragma('wal_autocheckpoint = 1000');
