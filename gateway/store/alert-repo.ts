@@ -122,7 +122,8 @@ export class AlertRepo {
         WHERE a.delivered_at IS NULL AND a.escalated_at IS NULL AND a.state != 'resolved' AND a.received_at <= ?
         ORDER BY a.received_at LIMIT ?`),
       escalated: db.prepare('UPDATE alerts SET escalated_at = ? WHERE id = ? AND escalated_at IS NULL'),
-      dueReminders: db.prepare(`SELECT * FROM alerts WHERE state != 'resolved' AND acked_at IS NULL
+      // The planner, without statistics, would walk every open alert in priority order instead.
+      dueReminders: db.prepare(`SELECT * FROM alerts INDEXED BY alerts_unreminded WHERE state != 'resolved' AND acked_at IS NULL
         AND coalesce(reminded_at, received_at) <= ? ORDER BY priority DESC, received_at LIMIT ?`),
       reminded: db.prepare('UPDATE alerts SET reminded_at = ? WHERE id = ?'),
       policeStatus: db.prepare('UPDATE alerts SET police_status = @status, case_id = coalesce(case_id, @caseId), updated_at = @at WHERE id = @id'),

@@ -135,9 +135,11 @@ const MIGRATIONS: readonly string[] = [
   CREATE UNIQUE INDEX troubles_open ON troubles(kind, subject) WHERE cleared_at IS NULL;
   CREATE INDEX troubles_raised ON troubles(raised_at);
   `,
-  // The dispatcher's timer asks for the next retry time: a seek, not a scan of every undelivered row.
+  // The dispatcher's timer asks for the next retry time, the reminder tick for alerts due a
+  // reminder: seeks, not scans of every undelivered or open alert, once a second, in a burst.
   `
   CREATE INDEX outbox_next ON outbox(next_at) WHERE done_at IS NULL;
+  CREATE INDEX alerts_unreminded ON alerts(coalesce(reminded_at, received_at)) WHERE state != 'resolved' AND acked_at IS NULL;
   `,
 ];
 
