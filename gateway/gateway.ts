@@ -229,6 +229,9 @@ export class Gateway {
       { alerts, commits, lifecycle, registry, routes, http: this.policeClient, breaker, clock, counters, log: this.log('dispatch'), onStage: latency.dispatchStage },
       config.police,
     ));
+    bus.on((change) => {
+      if (change.kind === 'resolved') dispatcher.alertResolved(change.alert.id);
+    });
     this.escalation = new EscalationWatch(
       { alerts, lifecycle, routes, onEscalated: () => dispatcher.notify(), clock, counters, log: this.log('escalation') }, config.escalation,
     );

@@ -67,6 +67,17 @@ describe('ReadyQueue', () => {
     expect(drain(q)).toEqual(['b', 'c']);
   });
 
+  it('skips an entry dropped while it waited, also when its key is queued again', () => {
+    const q = new ReadyQueue(10);
+    q.push(entry('a', 1));
+    q.push(entry('b', 1));
+    q.drop('a:primary');
+    expect(q.size).toBe(1);
+    expect(q.has('a:primary')).toBe(false);
+    q.push(entry('a', 1));
+    expect(drain(q)).toEqual(['b', 'a']);
+  });
+
   it('keeps its order through a long burst (the consumed front is dropped as it goes)', () => {
     const q = new ReadyQueue(10_000);
     const out: string[] = [];

@@ -128,12 +128,16 @@ export class Dispatcher {
   private slotFreed(): void {
     while (this.posting < this.opts.concurrency && this.ready.size > 0 && !this.stopping) {
       const { row, alert } = this.ready.shift()!;
-      // It waited: read it again (a dispatcher may have resolved it meanwhile); not there yet means its commit is still queued.
-      const current = this.deps.alerts.get(alert.id) ?? alert;
-      if (current.state === 'resolved') continue;
-      this.launch(row, current);
+      // What the intake held is still right for the POST: what can change meanwhile (state, police
+      // status) is not sent, and an alert resolved while it waited was dropped (alertResolved).
+      this.launch(row, alert);
     }
     if (this.scanNeeded) this.schedulePump();
+  }
+
+  /** The alert is closed: if it still waits for a slot, it is not sent (its outbox row is cancelled too). */
+  alertResolved(alertId: string): void {
+    this.ready.drop(keyOf({ alertId, target: 'primary' }));
   }
 
   /** Stops starting attempts, waits up to `graceMs` for those in flight; the outbox keeps the rest. */

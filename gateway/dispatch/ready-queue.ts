@@ -21,45 +21,53 @@ interface Lane {
 export class ReadyQueue {
   /** Highest priority first; a handful at most (one per event priority). */
   private readonly lanes: Lane[] = [];
-  private readonly keys = new Set<string>();
+  /** The live entry of each key; an entry in a lane but not here was dropped. */
+  private readonly live = new Map<string, ReadyEntry>();
 
   constructor(private readonly max: number) {}
 
   get size(): number {
-    return this.keys.size;
+    return this.live.size;
   }
 
   has(key: string): boolean {
-    return this.keys.has(key);
+    return this.live.has(key);
   }
 
   /** False when full: the caller leaves the alert to the outbox. */
   push(entry: ReadyEntry): boolean {
-    if (this.keys.size >= this.max || this.keys.has(entry.key)) return false;
-    this.keys.add(entry.key);
+    if (this.live.size >= this.max || this.live.has(entry.key)) return false;
+    this.live.set(entry.key, entry);
     this.lane(entry.row.priority).items.push(entry);
     return true;
   }
 
   shift(): ReadyEntry | undefined {
     for (const lane of this.lanes) {
-      if (lane.head >= lane.items.length) continue;
-      const entry = lane.items[lane.head]!;
-      lane.items[lane.head++] = undefined as unknown as ReadyEntry;
-      // Drop the consumed front now and then, so a long burst does not keep a long dead array.
-      if (lane.head >= 1024 && lane.head * 2 >= lane.items.length) {
-        lane.items.splice(0, lane.head);
-        lane.head = 0;
+      while (lane.head < lane.items.length) {
+        const entry = lane.items[lane.head]!;
+        lane.items[lane.head++] = undefined as unknown as ReadyEntry;
+        // Drop the consumed front now and then, so a long burst does not keep a long dead array.
+        if (lane.head >= 1024 && lane.head * 2 >= lane.items.length) {
+          lane.items.splice(0, lane.head);
+          lane.head = 0;
+        }
+        if (this.live.get(entry.key) !== entry) continue;
+        this.live.delete(entry.key);
+        return entry;
       }
-      this.keys.delete(entry.key);
-      return entry;
     }
     return undefined;
   }
 
+  /** Takes an entry out (its alert was resolved while it waited); its place in the lane is skipped. */
+  drop(key: string): void {
+    this.live.delete(key);
+  }
+
   clear(): void {
     this.lanes.length = 0;
-    this.keys.clear();
+    this.live.clear();
   }
 
   private lane(priority: number): Lane {
