@@ -219,7 +219,8 @@ export class Gateway {
     const routes = (this.routes = new RouteTable({ url: policeUrl, secret: policeSecret, fallbackUrl, format }, config.police.routes));
     const bus = new AlertBus(this.log('bus'));
     latency.attach(bus);
-    const lifecycle = new AlertLifecycle({ alerts, audit, commits, registry, bus, clock });
+    // The dispatcher is built after the lifecycle it uses: looked up when an alert is resolved.
+    const lifecycle = new AlertLifecycle({ alerts, audit, commits, registry, bus, clock, onResolving: (alertId) => this.dispatcher?.alertResolved(alertId) });
     this.policeClient = this.deps.policeClient ?? createPoliceClient({ connectionsPerOrigin: config.police.concurrency });
     const breaker = new CircuitBreaker(
       { failureThreshold: BREAKER_FAILURES, openBaseMs: config.police.retryBaseMs, openMaxMs: Math.min(config.police.retryMaxMs, BREAKER_MAX_OPEN_MS) },
@@ -229,9 +230,6 @@ export class Gateway {
       { alerts, commits, lifecycle, registry, routes, http: this.policeClient, breaker, clock, counters, log: this.log('dispatch'), onStage: latency.dispatchStage },
       config.police,
     ));
-    bus.on((change) => {
-      if (change.kind === 'resolved') dispatcher.alertResolved(change.alert.id);
-    });
     this.escalation = new EscalationWatch(
       { alerts, lifecycle, routes, onEscalated: () => dispatcher.notify(), clock, counters, log: this.log('escalation') }, config.escalation,
     );

@@ -159,26 +159,26 @@ describe('CommitQueue', () => {
       expect(q.status()).toMatchObject({ ok: true, flushing: 0, commits: 1 });
     });
 
-    it('rejects every write of a batch whose flush failed, reports the store failing, and close waits for flushes', async () => {
+    it('after a failed flush acknowledges nothing again — not even batches whose later flush succeeds — and close still ends', async () => {
       const flusher = manualFlusher();
       const q = new CommitQueue(db, pino({ level: 'silent' }), undefined, flusher);
-      const batch = Promise.allSettled([q.write(insert(1)), q.write(insert(2))]);
+      const first = Promise.allSettled([q.write(insert(1)), q.write(insert(2))]);
       await new Promise((r) => setImmediate(r));
+      // A second batch, committed while the first one's flush runs.
+      const second = q.write(insert(3));
+      q.flush();
+      expect(flusher.calls).toHaveLength(2);
       flusher.calls[0]!.reject(Object.assign(new Error('fdatasync of the WAL failed: EIO'), { code: 'EIO' }));
-      const results = await batch;
+      const results = await first;
       expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected']);
       expect((results[0] as PromiseRejectedResult).reason).toEqual(storeError('STORE_COMMIT_FAILED'));
-      expect(q.status().ok).toBe(false);
-
-      const last = q.write(insert(3));
-      let closed = false;
-      const closing = q.close().then(() => { closed = true; });
-      await new Promise((r) => setTimeout(r, 20));
-      expect(closed).toBe(false);
       flusher.calls[1]!.resolve();
-      await closing;
-      await expect(last).resolves.toBe(1);
-      expect(q.status().ok).toBe(true);
+      await expect(second).rejects.toEqual(storeError('STORE_COMMIT_FAILED'));
+      expect(q.status()).toMatchObject({ ok: false, lastError: expect.stringContaining('restart required') });
+      expect(q.accepting()).toBe(false);
+      await expect(q.write(insert(4))).rejects.toThrow(/restart the gateway/);
+      await q.close();
+      expect(q.status().ok).toBe(false);
     });
   });
 });

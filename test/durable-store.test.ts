@@ -5,6 +5,7 @@ import { statSync } from 'node:fs';
 import pino from 'pino';
 import { Counters } from '../gateway/metrics/counters.ts';
 import { Checkpointer } from '../gateway/store/checkpointer.ts';
+import { CommitQueue } from '../gateway/store/commit-queue.ts';
 import { openDatabase, type Db } from '../gateway/store/database.ts';
 import { DurableStore } from '../gateway/store/durable-store.ts';
 import { WalFlusher } from '../gateway/store/wal-flusher.ts';
@@ -63,6 +64,32 @@ describe('Checkpointer', () => {
     await waitFor(() => { const f = walFrames(); return f > 0 && f < 10; }, 'a restarted WAL');
     expect(checkpointer.status()).toMatchObject({ offLoop: true, lastError: null });
     expect(db.prepare('SELECT count(*) FROM audit').pluck().get()).toBe(5001);
+  });
+
+  it('holds the writes for one checkpoint once the WAL is large, so it restarts although writes never stop', async () => {
+    const db = freshDb();
+    const commits = new CommitQueue(db, log);
+    let holds = 0;
+    const checkpointer = new Checkpointer(db, 20, new Counters(), log, (until) => {
+      holds++;
+      commits.holdWhile(until);
+    }, 300);
+    checkpointer.start();
+    cleanups.push(() => checkpointer.stop());
+    let writing = true;
+    let largest = 0;
+    const writer = (async () => {
+      while (writing) {
+        await commits.write(() => insertAudit(db, 20));
+        largest = Math.max(largest, checkpointer.status().walFrames);
+      }
+    })();
+    cleanups.push(async () => {
+      writing = false;
+      await writer;
+    });
+    await waitFor(() => holds > 0 && largest > 300 && checkpointer.status().walFrames < 300, 'a WAL cut back under steady writes');
+    expect(checkpointer.status().lastError).toBeNull();
   });
 
   it('hands checkpoints back to the connection when its worker dies', async () => {

@@ -65,6 +65,19 @@ export function policeRequest(route: ResolvedRoute, input: PoliceBodyInput): { b
 /** New alerts held in memory for a slot; the commit queue's own bound (its pending writes) is the same. */
 export const READY_MAX = 20_000;
 
+/**
+ * While alerts wait in memory, the store is scanned at most this often: it
+ * bounds both what scans cost in a burst and how long a row only the store
+ * knows (a retry, a fallback, a probe) waits behind the burst.
+ */
+const SCAN_WHILE_QUEUED_MS = 100;
+/**
+ * Rows a scan reads past (in flight or in memory) to find the store's own.
+ * A store row behind more of them than this is less urgent than they are,
+ * and is found by a later scan.
+ */
+const SCAN_SKIP_MAX = 2000;
+
 const keyOf = (row: Pick<OutboxRow, 'alertId' | 'target'>) => `${row.alertId}:${row.target}`;
 
 /** Timeline entries for failures at attempts 1, 2, 4, 8…: a long outage leaves a readable history, not thousands of rows. */
@@ -78,6 +91,7 @@ export class Dispatcher {
   private readonly ready = new ReadyQueue(READY_MAX);
   /** The store may hold due rows that are neither in flight nor in `ready`: the next pump reads them. */
   private scanNeeded = true;
+  private lastScanAt = 0;
   private pumpScheduled = false;
   private timer: NodeJS.Timeout | null = null;
   private stopping = false;
@@ -124,20 +138,33 @@ export class Dispatcher {
     this.notify();
   }
 
-  /** A slot is free: the next alert from memory, else from the store if it may hold one. */
+  /**
+   * A slot is free: rows only the store knows first (they may be more urgent
+   * than anything waiting in memory; scanned at most every
+   * SCAN_WHILE_QUEUED_MS while alerts wait), then the next alerts from memory.
+   */
   private slotFreed(): void {
-    while (this.posting < this.opts.concurrency && this.ready.size > 0 && !this.stopping) {
+    if (this.stopping) return;
+    if (this.scanNeeded && this.ready.size > 0 && this.deps.clock.now() - this.lastScanAt >= SCAN_WHILE_QUEUED_MS) this.scan();
+    while (this.posting < this.opts.concurrency && this.ready.size > 0) {
       const { row, alert } = this.ready.shift()!;
       // What the intake held is still right for the POST: what can change meanwhile (state, police
       // status) is not sent, and an alert resolved while it waited was dropped (alertResolved).
       this.launch(row, alert);
     }
-    if (this.scanNeeded) this.schedulePump();
+    if (this.scanNeeded && this.posting < this.opts.concurrency) this.scan();
   }
 
-  /** The alert is closed: if it still waits for a slot, it is not sent (its outbox row is cancelled too). */
+  /**
+   * The alert is being closed: if it still waits for a slot, it is not sent
+   * (its outbox row is cancelled in the same transaction). Should that
+   * transaction fail, the row is still due: the next freed slot reads the store.
+   */
   alertResolved(alertId: string): void {
-    this.ready.drop(keyOf({ alertId, target: 'primary' }));
+    const key = keyOf({ alertId, target: 'primary' });
+    if (!this.ready.has(key)) return;
+    this.ready.drop(key);
+    this.scanNeeded = true;
   }
 
   /** Stops starting attempts, waits up to `graceMs` for those in flight; the outbox keeps the rest. */
@@ -162,29 +189,32 @@ export class Dispatcher {
     return { inFlight: this.inFlight.size, pending: alerts.pendingOutbox(), failingEndpoints: breaker.failing(), endpoints: breaker.report() };
   }
 
+  /** No free slot: the scan waits for one (slotFreed scans while scanNeeded). */
   private pump(): void {
+    if (!this.stopping && this.scanNeeded && this.posting < this.opts.concurrency) this.scan();
+  }
+
+  private scan(): void {
     if (this.stopping) return;
+    this.scanNeeded = false;
+    const now = this.deps.clock.now();
+    this.lastScanAt = now;
+    // Rows in flight or in `ready` are still "due" in the store; read past them.
     const free = this.opts.concurrency - this.posting;
-    // No free slot: the scan waits for one (slotFreed pumps again while scanNeeded).
-    if (free > 0 && this.scanNeeded) {
-      this.scanNeeded = false;
-      const now = this.deps.clock.now();
-      // Rows in flight or in `ready` are still "due" in the store; read past them.
-      const limit = free + this.inFlight.size + this.ready.size;
-      const due = this.deps.alerts.dueOutbox(now, limit);
-      // More may be due than one read returned: read again when slots free.
-      if (due.length >= limit) this.scanNeeded = true;
-      // Probes first: one parked row per recovered-looking endpoint, so an outage ends as soon as the endpoint is back.
-      for (const row of [...this.probeRows(), ...due]) {
-        if (this.ready.has(keyOf(row))) continue;
-        if (this.posting >= this.opts.concurrency) {
-          this.scanNeeded = true;
-          break;
-        }
-        this.launch(row);
+    const limit = free + this.inFlight.size + Math.min(this.ready.size, SCAN_SKIP_MAX);
+    const due = this.deps.alerts.dueOutbox(now, limit);
+    // More may be due than one read returned: read again when slots free.
+    if (due.length >= limit) this.scanNeeded = true;
+    // Probes first: one parked row per recovered-looking endpoint, so an outage ends as soon as the endpoint is back.
+    for (const row of [...this.probeRows(), ...due]) {
+      if (this.ready.has(keyOf(row))) continue;
+      if (this.posting >= this.opts.concurrency) {
+        this.scanNeeded = true;
+        break;
       }
-      this.armTimer(now);
+      this.launch(row);
     }
+    this.armTimer(now);
   }
 
   private launch(row: OutboxRow, known?: AlertRecord): void {
@@ -239,8 +269,11 @@ export class Dispatcher {
     const next = due === null ? probe : probe === null ? due : Math.min(due, probe);
     if (next === null || this.stopping) return;
     const delay = Math.max(0, next - this.deps.clock.now());
-    // Only worth a timer if the pump would find a free slot: otherwise a completion will pump.
-    if (delay === 0 && this.posting >= this.opts.concurrency) return;
+    // Due already, and no free slot: the next freed slot scans for it.
+    if (delay === 0 && this.posting >= this.opts.concurrency) {
+      this.scanNeeded = true;
+      return;
+    }
     this.timer = setTimeout(() => {
       this.scanNeeded = true;
       this.pump();

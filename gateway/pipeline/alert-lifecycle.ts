@@ -21,6 +21,11 @@ export interface AlertLifecycleDeps {
   registry: Registry;
   bus: AlertBus;
   clock: Clock;
+  /**
+   * An alert is being resolved (inside the resolving transaction, before the
+   * bus hears of it): the dispatcher must not send it from its memory any more.
+   */
+  onResolving?: (alertId: string) => void;
 }
 
 export class AlertLifecycle {
@@ -72,6 +77,7 @@ export class AlertLifecycle {
     const { alert, changed } = await commits.write(() => {
       const current = this.require(alertId);
       if (!alerts.markResolved(alertId, actor, at, outcome, note)) return { alert: current, changed: false };
+      this.deps.onResolving?.(alertId);
       audit.record(at, actor, 'alert.resolve', alertId, { outcome, note });
       alerts.advance(alertId, 'resolved', at, actor, { outcome, note });
       return { alert: alerts.get(alertId)!, changed: true };

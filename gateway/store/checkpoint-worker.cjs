@@ -11,20 +11,22 @@ const db = new Database(workerData.path, { fileMustExist: true });
 // In WAL mode NORMAL still syncs the WAL before and the database after each checkpoint.
 db.pragma('synchronous = NORMAL');
 
-function checkpoint() {
+function checkpoint(requested) {
   try {
     const [row] = db.pragma('wal_checkpoint(PASSIVE)');
-    parentPort.postMessage({ ok: true, busy: row.busy, walFrames: row.log, checkpointed: row.checkpointed });
+    parentPort.postMessage({ ok: true, busy: row.busy, walFrames: row.log, checkpointed: row.checkpointed, requested });
   } catch (err) {
-    parentPort.postMessage({ ok: false, error: String((err && err.message) || err), code: (err && err.code) || null });
+    parentPort.postMessage({ ok: false, error: String((err && err.message) || err), code: (err && err.code) || null, requested });
   }
 }
 
-const timer = setInterval(checkpoint, workerData.intervalMs);
+const timer = setInterval(() => checkpoint(false), workerData.intervalMs);
 parentPort.on('message', (msg) => {
+  // Asked while the gateway holds its writes: this one copies every frame, so its next write restarts the WAL.
+  if (msg === 'checkpoint') return checkpoint(true);
   if (msg !== 'stop') return;
   clearInterval(timer);
-  checkpoint();
+  checkpoint(false);
   db.close();
   parentPort.close();
 });

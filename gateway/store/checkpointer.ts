@@ -11,8 +11,18 @@ import type { Db } from './database.ts';
 
 /** SQLite's own default: a checkpoint in the commit that takes the WAL past this many pages. */
 const INLINE_AUTOCHECKPOINT_PAGES = 1000;
+/**
+ * A WAL restarts (and is cut back to its size limit) only at a write that
+ * finds every frame checkpointed; under steady writes some always land
+ * during a checkpoint. Past this many frames (64 MiB of 4 KiB pages) the
+ * gateway holds its writes for one checkpoint, so the next one restarts it.
+ */
+export const LARGE_WAL_FRAMES = 16_384;
+/** A worker that does not answer within this does not hold the gateway's writes any longer. */
+const HOLD_MAX_MS = 1000;
 
-type WorkerReport = { ok: true; busy: number; walFrames: number; checkpointed: number } | { ok: false; error: string; code: string | null };
+/** `requested`: the checkpoint asked for while the writes are held (not one of the timer's, which may have overlapped writes). */
+type WorkerReport = ({ ok: true; busy: number; walFrames: number; checkpointed: number } | { ok: false; error: string; code: string | null }) & { requested: boolean };
 
 export interface CheckpointStatus {
   /** On the worker thread (true), or inline on commit after the worker failed (false). */
@@ -26,12 +36,18 @@ export class Checkpointer {
   private worker: Worker | null = null;
   private readonly state: CheckpointStatus = { offLoop: false, checkpoints: 0, walFrames: 0, lastError: null };
   private stopping = false;
+  /** Set while the gateway's writes are held for a checkpoint: the worker's next report ends the hold. */
+  private release: (() => void) | null = null;
+  private lastHoldAt = 0;
 
   constructor(
     private readonly db: Db,
     private readonly intervalMs: number,
     private readonly counters: Counters,
     private readonly log: Logger,
+    /** Holds the gateway's writes until the promise settles (CommitQueue.holdWhile). */
+    private readonly holdWrites: (until: Promise<void>) => void = () => undefined,
+    private readonly largeWalFrames = LARGE_WAL_FRAMES,
   ) {}
 
   start(): void {
@@ -57,6 +73,7 @@ export class Checkpointer {
   async stop(): Promise<void> {
     const worker = this.worker;
     this.worker = null;
+    this.endHold();
     if (!worker) return;
     this.stopping = true;
     // Unref'd, the worker would not keep the process alive while we wait for it: the process could exit mid-shutdown.
@@ -67,6 +84,10 @@ export class Checkpointer {
   }
 
   private noteReport(report: WorkerReport): void {
+    if (report.requested) this.endHold();
+    // Large: a write that came in during the checkpoint (there always is one under steady writes)
+    // keeps the WAL from restarting, so the next checkpoint runs with the writes held.
+    if (report.ok && report.walFrames > this.largeWalFrames) this.holdForCheckpoint();
     if (report.ok) {
       this.state.checkpoints++;
       this.state.walFrames = report.walFrames;
@@ -80,10 +101,32 @@ export class Checkpointer {
     this.state.lastError = report.error;
   }
 
+  private holdForCheckpoint(): void {
+    const worker = this.worker;
+    // At most one hold per HOLD_MAX_MS, whatever the worker reports: writes are never held most of the time.
+    if (!worker || this.release || Date.now() - this.lastHoldAt < HOLD_MAX_MS) return;
+    this.lastHoldAt = Date.now();
+    this.holdWrites(new Promise<void>((resolve) => {
+      const timeout = setTimeout(() => this.endHold(), HOLD_MAX_MS);
+      this.release = () => {
+        clearTimeout(timeout);
+        resolve();
+      };
+    }));
+    worker.postMessage('checkpoint');
+  }
+
+  private endHold(): void {
+    const release = this.release;
+    this.release = null;
+    release?.();
+  }
+
   /** Without the worker the WAL would grow without end: SQLite checkpoints on commit again. */
   private fallBack(err: Error): void {
     if (!this.worker) return;
     this.worker = null;
+    this.endHold();
     this.counters.inc('store_checkpoint_failures_total');
     this.state.offLoop = false;
     this.state.lastError = err.message;

@@ -70,6 +70,16 @@ export class CommitQueue {
     ok: true, lastError: null, lastErrorAt: null, commits: 0, failedCommits: 0, rejectedOverloaded: 0, pending: 0, flushing: 0,
   };
   private flushesRunning = 0;
+  private holds = 0;
+  /**
+   * A WAL flush failed. Unlike a failed commit, its transactions stay
+   * committed — visible here, maybe never on disk — and a later flush that
+   * "succeeds" proves nothing (Linux reports a writeback error once; WAL
+   * recovery stops at the first lost frame, dropping every later commit
+   * too). Nothing may be acknowledged again until a restart re-reads what
+   * really is on disk.
+   */
+  private flushFailed: Error | null = null;
   /** Settles once every committed batch has been flushed and told: what `close` waits for. */
   private flushed: Promise<void> = Promise.resolve();
 
@@ -93,6 +103,7 @@ export class CommitQueue {
    */
   write<T>(fn: () => T, opts: WriteOptions = {}): Promise<T> {
     if (this.closed) return Promise.reject(new StoreError('STORE_CLOSED', 'store is closed'));
+    if (this.flushFailed) return Promise.reject(this.unflushable());
     if (this.pending.length >= this.opts.maxPending) {
       this.health.rejectedOverloaded++;
       return Promise.reject(new StoreError('STORE_OVERLOADED', `more than ${this.opts.maxPending} writes pending`));
@@ -112,14 +123,33 @@ export class CommitQueue {
    */
   private schedule(): void {
     if (this.scheduled) return;
-    if (this.flushesRunning > 0 && this.pending.length < this.opts.maxBatch) return;
+    if ((this.flushesRunning > 0 || this.holds > 0) && this.pending.length < this.opts.maxBatch) return;
     this.scheduled = true;
-    setImmediate(() => this.flush());
+    setImmediate(() => {
+      // A hold that began after this was scheduled wins: its release schedules again.
+      if (this.holds > 0 && this.pending.length < this.opts.maxBatch) {
+        this.scheduled = false;
+        return;
+      }
+      this.flush();
+    });
+  }
+
+  /**
+   * Starts no transaction until `until` settles (writes queue meanwhile, a
+   * full batch excepted): the WAL checkpointer's moment without writers.
+   */
+  holdWhile(until: Promise<unknown>): void {
+    this.holds++;
+    void until.finally(() => {
+      this.holds--;
+      if (this.pending.length > 0) this.schedule();
+    });
   }
 
   /** True when a write now would be queued, on a store that commits: not closed, failing or full. */
   accepting(): boolean {
-    return !this.closed && this.health.ok && this.pending.length < this.opts.maxPending;
+    return !this.closed && this.health.ok && !this.flushFailed && this.pending.length < this.opts.maxPending;
   }
 
   /** Commits everything pending now; used on shutdown. */
@@ -138,7 +168,10 @@ export class CommitQueue {
         for (const job of batch) {
           // Without a savepoint a failing job cannot be undone alone: the whole batch fails.
           if (!job.savepoint) {
-            outcomes.push({ ok: true, value: job.run() });
+            const value = job.run();
+            // better-sqlite3 refuses an async job only inside its own transaction wrapper.
+            if (typeof (value as { then?: unknown } | null)?.then === 'function') throw new TypeError('a commit-queue job must not return a promise');
+            outcomes.push({ ok: true, value });
             continue;
           }
           try {
@@ -158,6 +191,8 @@ export class CommitQueue {
       return;
     }
     const settle = () => {
+      // Flushed after an earlier flush failed: its frames sit behind possibly lost ones.
+      if (this.flushFailed) return this.rejectAll(batch, this.unflushable());
       this.noteSuccess();
       batch.forEach((job, i) => {
         const outcome = outcomes[i]!;
@@ -170,7 +205,7 @@ export class CommitQueue {
     // (the early POST may run), but no caller acknowledges anything until the flush.
     this.health.flushing += batch.length;
     this.flushesRunning++;
-    const done = this.flusher.flush().then(settle, (error: unknown) => this.fail(batch, error)).finally(() => {
+    const done = this.flusher.flush().then(settle, (error: unknown) => this.failFlush(batch, error)).finally(() => {
       this.health.flushing -= batch.length;
       this.flushesRunning--;
       if (this.pending.length > 0) this.schedule();
@@ -180,7 +215,27 @@ export class CommitQueue {
 
   private fail(batch: Job[], error: unknown): void {
     this.noteFailure(error, batch.length);
-    const failure = new StoreError('STORE_COMMIT_FAILED', `store commit failed: ${(error as Error).message}`, { cause: error });
+    this.rejectAll(batch, new StoreError('STORE_COMMIT_FAILED', `store commit failed: ${(error as Error).message}`, { cause: error }));
+  }
+
+  private failFlush(batch: Job[], error: unknown): void {
+    if (!this.flushFailed) {
+      this.flushFailed = error as Error;
+      this.log.fatal({ err: error, jobs: batch.length, code: 'STORE_FLUSH_FAILED' },
+        'WAL FLUSH FAILED: committed writes may not be on disk. Nothing is acknowledged any more: RESTART THE GATEWAY (recovery re-reads what is really stored; devices resend what was not acknowledged)');
+    }
+    this.health.failedCommits++;
+    this.health.ok = false;
+    this.health.lastError = `WAL flush failed, restart required: ${(error as Error).message}`;
+    this.health.lastErrorAt = Date.now();
+    this.rejectAll(batch, this.unflushable());
+  }
+
+  private unflushable(): StoreError {
+    return new StoreError('STORE_COMMIT_FAILED', `store failed: a WAL flush failed (${this.flushFailed!.message}); restart the gateway`, { cause: this.flushFailed });
+  }
+
+  private rejectAll(batch: Job[], failure: StoreError): void {
     for (const job of batch) job.reject(failure);
   }
 

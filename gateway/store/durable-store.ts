@@ -33,15 +33,16 @@ export class DurableStore {
   start(): { db: Db; commits: CommitQueue } {
     // SQLite itself never fsyncs on commit; with `full` the flusher does, off the event loop, before any caller is told.
     const db = openDatabase({ dataDir: this.opts.dataDir, synchronous: 'normal' });
+    const flusher = this.opts.synchronous === 'full' ? new WalFlusher(`${db.name}-wal`) : null;
     try {
-      const flusher = this.opts.synchronous === 'full' ? new WalFlusher(`${db.name}-wal`) : null;
       flusher?.start();
-      const checkpointer = new Checkpointer(db, this.opts.checkpointIntervalMs, this.counters, this.log);
-      checkpointer.start();
       const commits = new CommitQueue(db, this.log, undefined, flusher);
+      const checkpointer = new Checkpointer(db, this.opts.checkpointIntervalMs, this.counters, this.log, (until) => commits.holdWhile(until));
+      checkpointer.start();
       this.opened = { db, commits, flusher, checkpointer };
       return { db, commits };
     } catch (err) {
+      void flusher?.stop().catch(() => undefined);
       db.close();
       throw err;
     }
@@ -58,9 +59,12 @@ export class DurableStore {
     const opened = this.opened;
     this.opened = null;
     if (!opened) return;
-    await opened.commits.close();
-    await opened.flusher?.stop();
-    await opened.checkpointer.stop();
-    opened.db.close();
+    try {
+      await opened.commits.close();
+      await opened.flusher?.stop();
+    } finally {
+      await opened.checkpointer.stop();
+      opened.db.close();
+    }
   }
 }

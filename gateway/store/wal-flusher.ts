@@ -51,8 +51,11 @@ export class WalFlusher {
     if (this.flushing || this.waiting.length > 0) await this.flush().catch(() => undefined);
     const fd = this.fd;
     this.fd = null;
-    fdatasyncSync(fd);
-    closeSync(fd);
+    try {
+      fdatasyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
   }
 
   private next(): void {
