@@ -1,5 +1,5 @@
 // The embedded MQTT broker: aedes on plain TCP, and optionally on TLS and
-// WebSocket listeners. Every stream passes the packet-size guard first.
+// WebSocket listeners. Every client's parser sits behind the packet-size guard.
 import { Aedes, type AedesOptions, type Client } from 'aedes';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -87,11 +87,12 @@ export class MqttBroker {
     this.aedes = aedes;
 
     const onStream = (stream: Duplex, meta: StreamMeta, req?: IncomingMessage) => {
-      aedes.handle(guardPacketSize(stream, this.opts.maxPacketBytes, (declared) => {
+      const client = aedes.handle(stream, req);
+      guardPacketSize(client, stream, this.opts.maxPacketBytes, (declared) => {
         this.counters.inc('mqtt_oversized_packets_total');
         this.log.warn({ remote: meta.remoteAddress, transport: meta.transport, declared, limit: this.opts.maxPacketBytes, code: 'MQTT_PACKET_TOO_LARGE' },
           'MQTT packet over the size limit: connection closed before reading it');
-      }), req);
+      });
     };
     const onError: OnListenerError = (err, meta) => {
       this.counters.inc('mqtt_listener_errors_total', { transport: meta.transport });
