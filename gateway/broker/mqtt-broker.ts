@@ -9,6 +9,7 @@ import {
   listenTcp, listenTls, listenWebSocket, type ListenerHandle, type OnListenerError, type StreamMeta, type TlsFiles, type Transport,
 } from './listeners.ts';
 import { guardPacketSize } from './packet-size-guard.ts';
+import { installPublishLane, type PublishLane } from './publish-lane.ts';
 import { indexedMemoryPersistence } from './retained-index.ts';
 
 export interface MqttBrokerOptions {
@@ -25,7 +26,10 @@ export interface MqttBrokerOptions {
 /** Above the ack and integrator publishes the commit queue's 20,000 pending writes can cause at once. */
 const BROKER_CONCURRENCY = 100_000;
 
-type Hooks = Required<Pick<AedesOptions, 'authenticate' | 'authorizePublish' | 'authorizeSubscribe' | 'authorizeForward'>>;
+type Hooks = Required<Pick<AedesOptions, 'authenticate' | 'authorizePublish' | 'authorizeSubscribe' | 'authorizeForward'>> & {
+  /** Publishes the gateway handles in full before aedes sees them (heartbeats); null = none. */
+  lane?: PublishLane | null;
+};
 
 /** A session opened, or ended: `lost` says why when the client sent no DISCONNECT, null when it did. */
 export type SessionChange = { clientId: string; open: true } | { clientId: string; open: false; lost: string | null };
@@ -47,8 +51,9 @@ export class MqttBroker {
   ) {}
 
   async start(): Promise<void> {
+    const { lane, ...hooks } = this.hooks;
     const aedes = await Aedes.createBroker({
-      ...this.hooks,
+      ...hooks,
       // A client that opens a connection and never completes CONNECT is closed after this.
       connectTimeout: this.opts.connectTimeoutMs,
       // A device that stops reading its acks is dropped instead of stalling delivery to everyone.
@@ -88,6 +93,7 @@ export class MqttBroker {
 
     const onStream = (stream: Duplex, meta: StreamMeta, req?: IncomingMessage) => {
       const client = aedes.handle(stream, req);
+      if (lane) installPublishLane(client, lane);
       guardPacketSize(client, stream, this.opts.maxPacketBytes, (declared) => {
         this.counters.inc('mqtt_oversized_packets_total');
         this.log.warn({ remote: meta.remoteAddress, transport: meta.transport, declared, limit: this.opts.maxPacketBytes, code: 'MQTT_PACKET_TOO_LARGE' },
