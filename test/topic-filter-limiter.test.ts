@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { AuthLimiter } from '../gateway/broker/auth-limiter.ts';
-import { filterCovers, filterProblem, topicMatches } from '../gateway/broker/topic-filter.ts';
+import { filterCovers, filterProblem, filtersOverlap, topicMatches } from '../gateway/broker/topic-filter.ts';
 
 describe('MQTT topic filters', () => {
   it.each([
@@ -15,6 +15,17 @@ describe('MQTT topic filters', () => {
     ['a/+/c', 'a/+/c', true], ['a/#', 'a', true], ['safehaven/v1/alerts/#', 'safehaven/v1/#', false],
   ])('%s covers %s: %s', (outer, inner, expected) => {
     expect(filterCovers(outer, inner)).toBe(expected);
+  });
+
+  it.each([
+    ['a/b', 'a/b', true], ['a/b', 'a/c', false], ['a/+', '+/b', true], ['a/+/c', 'a/b', false], ['a/#', 'a', true],
+    ['#', 'safehaven/v1/dev/+/heartbeat', true], ['safehaven/v1/dev/+/+', 'safehaven/v1/dev/+/heartbeat', true],
+    ['safehaven/v1/alerts/#', 'safehaven/v1/dev/+/heartbeat', false], ['safehaven/v1/dev/+/event', 'safehaven/v1/dev/+/heartbeat', false],
+    ['+/+/+/+/+', 'safehaven/v1/dev/+/heartbeat', true], ['+/+/+/+', 'safehaven/v1/dev/+/heartbeat', false],
+    ['#', '$SYS/x', false], ['+/x', '$SYS/x', false], ['$SYS/#', '$SYS/x', true],
+  ])('%s overlaps %s: %s', (a, b, expected) => {
+    expect(filtersOverlap(a, b)).toBe(expected);
+    expect(filtersOverlap(b, a)).toBe(expected);
   });
 
   it.each(['a/#/b', 'a/b#', 'a+/b', '', 'nul\u0000'])('refuses the invalid filter %j', (filter) => {

@@ -1,0 +1,112 @@
+// Heartbeats through the broker's lean lane (gateway/broker/publish-lane.ts),
+// over real MQTT connections: they still update presence, bad ones are still
+// refused and counted, they keep a connection's keepalive alive, what the lane
+// declines still goes through aedes, and with an integrator account allowed
+// to subscribe to heartbeats there is no lane and the account gets them.
+import mqtt, { type MqttClient } from 'mqtt';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LeanClient } from '../device-sim/lean-client.ts';
+import { topics } from '../protocol/index.ts';
+import { collect, connectDevice, publish, startTestGateway, waitFor, type TestGateway } from './support/harness.ts';
+
+const CCTV = { username: 'cctv-centre', password: 'cctv-centre-password-1' };
+const heartbeat = (seq: number, extra: Record<string, unknown> = {}) => JSON.stringify({ seq, ts: Date.now(), battery: 42, rssi: -70, fw: '2.0.0', ...extra });
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('the heartbeat lane (no account may subscribe to heartbeats)', () => {
+  let gw: TestGateway;
+  const clients: MqttClient[] = [];
+  const device = async (id: string, extra: mqtt.IClientOptions = {}) => {
+    const client = await connectDevice(gw.mqttUrl, id, gw.deviceSecret(id), extra);
+    clients.push(client);
+    return client;
+  };
+  const rejected = () => gw.gateway.counters.get('device_payload_rejected_total', { channel: 'heartbeat', reason: 'invalid' })
+    + gw.gateway.counters.get('device_payload_rejected_total', { channel: 'heartbeat', reason: 'bad-json' });
+
+  beforeAll(async () => {
+    gw = await startTestGateway({ mqtt: { host: '127.0.0.1', port: 0, serviceAccounts: [{ ...CCTV, subscribe: ['safehaven/v1/alerts/#'] }] } });
+  });
+  afterAll(async () => {
+    for (const c of clients) c.end(true);
+    await gw?.stop();
+  });
+
+  it('updates presence from a well-formed heartbeat', async () => {
+    const id = 'pb-store-0001';
+    const d = await device(id);
+    await publish(d, topics.heartbeat(id), heartbeat(1), { qos: 0 });
+    await waitFor(async () => (await gw.api('GET', `/api/devices/${id}`)).json.battery === 42, 'the battery from the heartbeat');
+    expect((await gw.api('GET', `/api/devices/${id}`)).json).toMatchObject({ battery: 42, rssi: -70, firmware: '2.0.0', lastSeen: expect.any(String) });
+  });
+
+  it('refuses, counts and logs malformed heartbeats, keeps the device connected and its presence as it was', async () => {
+    const id = 'pb-store-0002';
+    const d = await device(id);
+    await publish(d, topics.heartbeat(id), heartbeat(1), { qos: 0 });
+    await waitFor(async () => (await gw.api('GET', `/api/devices/${id}`)).json.battery === 42, 'the first heartbeat');
+    const before = rejected();
+    for (const bad of ['{"seq": 2,', heartbeat(3, { battery: 101 }), heartbeat(4, { extra: true }), '[]']) {
+      await publish(d, topics.heartbeat(id), bad, { qos: 0 });
+    }
+    await waitFor(() => rejected() === before + 4, 'four rejected heartbeats');
+    expect(gw.logs.find((l) => l.code === 'BAD_PAYLOAD' && l.deviceId === id && l.channel === 'heartbeat' && l.field === 'battery')).toBeDefined();
+    expect((await gw.api('GET', `/api/devices/${id}`)).json.battery).toBe(42);
+    expect(d.connected).toBe(true);
+  });
+
+  it('counts a heartbeat as activity for the keepalive', async () => {
+    const id = 'pb-store-0003';
+    // Keepalive 1 s: aedes closes a connection silent for 1.5 s. The lean client sends a PINGREQ only when told to, never here.
+    const d = new LeanClient({
+      host: '127.0.0.1', port: gw.info.mqttPort, clientId: id, username: id, password: gw.deviceSecret(id), keepaliveSec: 1, connectTimeoutMs: 5000, ackTimeoutMs: 5000,
+    });
+    await d.connect();
+    let closed = false;
+    d.onClose(() => { closed = true; });
+    try {
+      for (let seq = 1; seq <= 10; seq++) {
+        await d.publish(topics.heartbeat(id), heartbeat(seq), 0);
+        await sleep(300);
+      }
+      expect(closed).toBe(false);
+      expect(d.connected).toBe(true);
+    } finally {
+      d.end();
+    }
+  });
+
+  it('leaves a QoS 1 heartbeat to aedes: acknowledged, and presence updated', async () => {
+    const id = 'pb-store-0004';
+    const d = await device(id);
+    await publish(d, topics.heartbeat(id), heartbeat(1, { battery: 55 }), { qos: 1 });
+    await waitFor(async () => (await gw.api('GET', `/api/devices/${id}`)).json.battery === 55, 'the battery from the QoS 1 heartbeat');
+  });
+});
+
+describe('without the lane (an account may subscribe to heartbeats)', () => {
+  let gw: TestGateway;
+  const clients: MqttClient[] = [];
+
+  beforeAll(async () => {
+    gw = await startTestGateway({ mqtt: { host: '127.0.0.1', port: 0, serviceAccounts: [{ ...CCTV, subscribe: ['safehaven/v1/dev/+/heartbeat'] }] } });
+  });
+  afterAll(async () => {
+    for (const c of clients) c.end(true);
+    await gw?.stop();
+  });
+
+  it('delivers a device heartbeat to the subscribed account and still updates presence', async () => {
+    const cctv = mqtt.connect(gw.mqttUrl, { ...CCTV, clientId: 'cctv-1', reconnectPeriod: 0 });
+    clients.push(cctv);
+    await new Promise((resolve, reject) => { cctv.once('connect', resolve); cctv.once('error', reject); });
+    const seen = collect(cctv);
+    await cctv.subscribeAsync('safehaven/v1/dev/+/heartbeat', { qos: 0 });
+    const id = 'pb-store-0001';
+    const d = await connectDevice(gw.mqttUrl, id, gw.deviceSecret(id));
+    clients.push(d);
+    await publish(d, topics.heartbeat(id), heartbeat(1), { qos: 0 });
+    await waitFor(() => seen.some((m) => m.topic === topics.heartbeat(id) && m.body.battery === 42), 'the heartbeat at the account');
+    await waitFor(async () => (await gw.api('GET', `/api/devices/${id}`)).json.battery === 42, 'the battery from the heartbeat');
+  });
+});
