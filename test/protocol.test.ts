@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest';
-import { topics, parseDeviceTopic, DEVICE_UPLINK, DEVICE_DOWNLINK, isUplink } from '../protocol/topics.ts';
+import { topics, parseDeviceTopic, DEVICE_UPLINK, DEVICE_DOWNLINK, isHeartbeatTopicOf, isUplink } from '../protocol/topics.ts';
 import { deriveAlertId, ALERT_ID_PATTERN } from '../protocol/alert-id.ts';
 import {
   buildPoliceBody, signBody, verifySignature, policeHeaders, PoliceAlertBody,
@@ -16,6 +16,14 @@ describe('topics', () => {
     const topic = topics[channel]('pb-1');
     expect(topic).toBe(`safehaven/v1/dev/pb-1/${channel}`);
     expect(parseDeviceTopic(topic)).toEqual({ deviceId: 'pb-1', channel });
+  });
+
+  it('tells a device\'s own heartbeat topic from every near miss', () => {
+    expect(isHeartbeatTopicOf(topics.heartbeat('pb-1'), 'pb-1')).toBe(true);
+    for (const topic of [topics.heartbeat('pb-12'), topics.heartbeat('pb-'), topics.event('pb-1'), `${topics.heartbeat('pb-1')}/x`,
+      'safehaven/v2/dev/pb-1/heartbeat', 'safehaven/v1/dev/pb-1/heartbeaT', 'x/safehaven/v1/dev/pb-1/heartbeat', '']) {
+      expect(isHeartbeatTopicOf(topic, 'pb-1'), topic).toBe(false);
+    }
   });
 
   it('builds the integrator alert topic, which is not a device topic', () => {

@@ -3,7 +3,7 @@
 // logged (once per burst), never fatal and never an alert.
 import type { Logger } from 'pino';
 import {
-  EventPayload, parseHeartbeat, parseJsonPayload, StatusPayload, type DeviceUplink as UplinkChannel, type ParsedPayload,
+  DEVICE_UPLINK, EventPayload, parseHeartbeat, parseJsonPayload, StatusPayload, type DeviceUplink as UplinkChannel, type ParsedPayload,
 } from '../../protocol/index.ts';
 import type { Clock } from '../clock.ts';
 import { LogThrottle } from '../log-throttle.ts';
@@ -30,9 +30,12 @@ function parseStatus(payload: Buffer): ParsedPayload<StatusPayload> {
 
 export class DeviceUplink {
   private readonly throttle: LogThrottle;
+  /** device_messages_total per channel, its key built once: it counts every heartbeat. */
+  private readonly received: Record<UplinkChannel, () => void>;
 
   constructor(private readonly deps: DeviceUplinkDeps) {
     this.throttle = new LogThrottle(deps.log);
+    this.received = Object.fromEntries(DEVICE_UPLINK.map((channel) => [channel, deps.counters.counter('device_messages_total', { channel })])) as Record<UplinkChannel, () => void>;
   }
 
   /**
@@ -77,7 +80,7 @@ export class DeviceUplink {
 
   /** Counts a message; false when the device is over its rate and the message is dropped (never an event). */
   private admit(deviceId: string, channel: UplinkChannel): boolean {
-    this.deps.counters.inc('device_messages_total', { channel });
+    this.received[channel]();
     if (this.deps.rateLimiter.take(deviceId) || channel === 'event') return true;
     this.deps.counters.inc('device_messages_dropped_total', { channel, reason: 'rate-limit' });
     return false;

@@ -6,7 +6,7 @@
 // laxer than MQTT 3.1.1 (INTERFACES §2).
 import type { AuthenticateError, Client, PublishPacket, Subscription } from 'aedes';
 import type { Logger } from 'pino';
-import { isUplink, parseDeviceTopic, topics } from '../../protocol/index.ts';
+import { isHeartbeatTopicOf, isUplink, parseDeviceTopic, topics } from '../../protocol/index.ts';
 import type { Counters } from '../metrics/counters.ts';
 import { IntakeError } from '../pipeline/alert-intake.ts';
 import type { Registry } from '../registry/registry.ts';
@@ -175,7 +175,7 @@ export function makeHeartbeatLane({ uplink, principals, accounts, log }: HookDep
   return function heartbeatLane(client: Client, packet: PublishPacket): boolean {
     if (packet.qos !== 0 || packet.retain) return false;
     const principal = principals.get(client);
-    if (principal?.kind !== 'device' || packet.topic !== topics.heartbeat(principal.id)) return false;
+    if (principal?.kind !== 'device' || !isHeartbeatTopicOf(packet.topic, principal.id)) return false;
     try {
       uplink.heartbeat(principal.id, typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload);
     } catch (err) {
