@@ -52,9 +52,33 @@ export class MqttHeaderScanner {
   }
 }
 
-/** The part of an aedes client this guard reaches into: its mqtt-packet parser. */
-interface ParsingClient {
-  _parser: { parse(buf: Buffer): number };
+/** A connection's scanner, kept on its parser so the guarded parse is one function for every connection. */
+class ConnectionGuard<M> extends MqttHeaderScanner {
+  refused = false;
+
+  constructor(maxPacketBytes: number, readonly meta: M, readonly onRefused: (client: unknown, meta: M, declared: number | null) => void) {
+    super(maxPacketBytes);
+  }
+}
+
+const GUARD = Symbol('packetSizeGuard');
+
+/** The parts of an aedes client and its mqtt-packet parser this guard reaches into. */
+interface GuardedParser {
+  parse(buf: Buffer): number;
+  client: { conn: Duplex };
+  [GUARD]: ConnectionGuard<unknown>;
+}
+
+function guardedParse(this: GuardedParser, buf: Buffer): number {
+  const guard = this[GUARD];
+  if (guard.refused) return 0;
+  const verdict = guard.scan(buf);
+  if (verdict.ok) return (Object.getPrototypeOf(this) as GuardedParser).parse.call(this, buf);
+  guard.refused = true;
+  guard.onRefused(this.client, guard.meta, verdict.declared);
+  this.client.conn.destroy();
+  return 0;
 }
 
 /**
@@ -64,20 +88,13 @@ interface ParsingClient {
  * chunk's headers first and, at the first header over the limit, destroys the
  * connection instead, so the parser never buffers that body. No stream sits in
  * between: a chunk costs one header scan, and aedes' writes (corked ones as one
- * writev) go to the socket itself. `onRefused` hears of each cut.
+ * writev) go to the socket itself. `onRefused` (one function for all
+ * connections; `meta` is this connection's) hears of each cut.
  */
-export function guardPacketSize(client: unknown, conn: Duplex, maxPacketBytes: number, onRefused: (declared: number | null) => void): void {
-  const parser = (client as ParsingClient)._parser;
-  const parse = parser.parse;
-  const scanner = new MqttHeaderScanner(maxPacketBytes);
-  let refused = false;
-  parser.parse = function guardedParse(buf: Buffer): number {
-    if (refused) return 0;
-    const verdict = scanner.scan(buf);
-    if (verdict.ok) return parse.call(this, buf);
-    refused = true;
-    onRefused(verdict.declared);
-    conn.destroy();
-    return 0;
-  };
+export function guardPacketSize<M>(
+  client: unknown, maxPacketBytes: number, meta: M, onRefused: (client: unknown, meta: M, declared: number | null) => void,
+): void {
+  const parser = (client as { _parser: GuardedParser })._parser;
+  parser[GUARD] = new ConnectionGuard(maxPacketBytes, meta, onRefused) as ConnectionGuard<unknown>;
+  parser.parse = guardedParse;
 }
