@@ -76,8 +76,19 @@ describe('the heartbeat lane (no account may subscribe to heartbeats)', () => {
     }
   });
 
-  it('leaves a QoS 1 heartbeat to aedes: acknowledged, and presence updated', async () => {
+  it('keeps no CONNECT packet (nor the device secret) on a ready connection, and goes on parsing its packets', async () => {
     const id = 'pb-store-0004';
+    const d = await device(id, { protocolVersion: 3, protocolId: 'MQIsdp' });
+    const broker = (gw.gateway as unknown as { broker: { client(id: string): unknown } }).broker;
+    await waitFor(() => broker.client(id), 'the session');
+    const settings = (broker.client(id) as { _parser: { settings: Record<string, unknown> } })._parser.settings;
+    expect(settings).toEqual({ protocolVersion: 3, bridgeMode: undefined });
+    await publish(d, topics.heartbeat(id), heartbeat(1, { battery: 61 }), { qos: 0 });
+    await waitFor(async () => (await gw.api('GET', `/api/devices/${id}`)).json.battery === 61, 'the heartbeat after the CONNECT was dropped');
+  });
+
+  it('leaves a QoS 1 heartbeat to aedes: acknowledged, and presence updated', async () => {
+    const id = 'pb-store-0001';
     const d = await device(id);
     await publish(d, topics.heartbeat(id), heartbeat(1, { battery: 55 }), { qos: 1 });
     await waitFor(async () => (await gw.api('GET', `/api/devices/${id}`)).json.battery === 55, 'the battery from the QoS 1 heartbeat');

@@ -8,6 +8,7 @@ import type { Counters } from '../metrics/counters.ts';
 import {
   listenTcp, listenTls, listenWebSocket, type ListenerHandle, type OnListenerError, type StreamMeta, type TlsFiles, type Transport,
 } from './listeners.ts';
+import { forgetConnectPacket } from './connect-packet.ts';
 import { guardPacketSize } from './packet-size-guard.ts';
 import { publishLane, type PublishLane } from './publish-lane.ts';
 import { indexedMemoryPersistence } from './retained-index.ts';
@@ -75,6 +76,7 @@ export class MqttBroker {
       this.log.debug({ err: err.message }, 'MQTT connection error before CONNECT');
     });
     aedes.on('clientReady', (client) => {
+      forgetConnectPacket(client);
       this.connected.set(client.id, client);
       this.log.debug({ clientId: client.id }, 'device connected');
       this.emitSession({ clientId: client.id, open: true });
