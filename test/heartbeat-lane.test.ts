@@ -4,6 +4,8 @@
 // declines still goes through aedes, and with an integrator account allowed
 // to subscribe to heartbeats there is no lane and the account gets them.
 import mqtt, { type MqttClient } from 'mqtt';
+import mqttPacket from 'mqtt-packet';
+import { connect as netConnect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LeanClient } from '../device-sim/lean-client.ts';
 import { topics } from '../protocol/index.ts';
@@ -85,6 +87,38 @@ describe('the heartbeat lane (no account may subscribe to heartbeats)', () => {
     expect(settings).toEqual({ protocolVersion: 3, bridgeMode: undefined });
     await publish(d, topics.heartbeat(id), heartbeat(1, { battery: 61 }), { qos: 0 });
     await waitFor(async () => (await gw.api('GET', `/api/devices/${id}`)).json.battery === 61, 'the heartbeat after the CONNECT was dropped');
+  });
+
+  it('takes heartbeats alone in a chunk, two in one chunk and one split over two chunks alike', async () => {
+    const id = 'pb-store-0003';
+    const socket = netConnect(gw.info.mqttPort, '127.0.0.1');
+    try {
+      await new Promise((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject); });
+      const connack = new Promise<Buffer>((resolve) => socket.once('data', resolve));
+      socket.write(mqttPacket.generate({
+        cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: id, clean: true, keepalive: 30, username: id, password: Buffer.from(gw.deviceSecret(id)),
+      }));
+      expect([...(await connack)]).toEqual([0x20, 2, 0, 0]);
+      const beat = (battery: number) => mqttPacket.generate({
+        cmd: 'publish', topic: topics.heartbeat(id), payload: Buffer.from(heartbeat(battery, { battery })), qos: 0, dup: false, retain: false,
+      });
+      const counted = () => gw.gateway.counters.get('device_messages_total', { channel: 'heartbeat' });
+      const battery = async () => (await gw.api('GET', `/api/devices/${id}`)).json.battery as number;
+      const before = counted();
+      socket.write(beat(11));
+      await waitFor(async () => (await battery()) === 11, 'the lone heartbeat');
+      socket.write(Buffer.concat([beat(12), beat(13)]));
+      await waitFor(async () => (await battery()) === 13, 'both heartbeats of one chunk');
+      const split = beat(14);
+      socket.write(split.subarray(0, 9));
+      await sleep(50);
+      socket.write(split.subarray(9));
+      await waitFor(async () => (await battery()) === 14, 'the split heartbeat');
+      expect(counted()).toBe(before + 4);
+      expect(socket.destroyed).toBe(false);
+    } finally {
+      socket.destroy();
+    }
   });
 
   it('leaves a QoS 1 heartbeat to aedes: acknowledged, and presence updated', async () => {

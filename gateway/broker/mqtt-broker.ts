@@ -102,8 +102,8 @@ export class MqttBroker {
     };
     const onStream = (stream: Duplex, meta: StreamMeta, req?: IncomingMessage) => {
       const client = aedes.handle(stream, req);
-      laneInstaller?.(client);
       guardPacketSize(client, this.opts.maxPacketBytes, meta, onOversized);
+      laneInstaller?.(client);
 
     };
     const onError: OnListenerError = (err, meta) => {

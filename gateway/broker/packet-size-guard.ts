@@ -70,7 +70,8 @@ interface GuardedParser {
   [GUARD]: ConnectionGuard<unknown>;
 }
 
-function guardedParse(this: GuardedParser, buf: Buffer): number {
+/** The guarded parse: every chunk a connection reads passes here first. */
+export function guardedParse(this: GuardedParser, buf: Buffer): number {
   const guard = this[GUARD];
   if (guard.refused) return 0;
   const verdict = guard.scan(buf);
