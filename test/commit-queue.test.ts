@@ -129,9 +129,56 @@ describe('CommitQueue', () => {
   it('flushes pending writes on close and refuses writes afterwards with STORE_CLOSED', async () => {
     const q = queue();
     const before = q.write(insert(1));
-    q.close();
+    const closing = q.close();
     expect(ids()).toEqual([1]);
+    await closing;
     await expect(before).resolves.toBe(1);
     await expect(q.write(insert(2))).rejects.toEqual(storeError('STORE_CLOSED'));
+  });
+
+  describe('with a WAL flusher (store.synchronous = full)', () => {
+    /** A flusher whose flushes the test finishes by hand. */
+    function manualFlusher() {
+      const calls: Array<{ resolve: () => void; reject: (err: Error) => void }> = [];
+      return { calls, flush: () => new Promise<void>((resolve, reject) => calls.push({ resolve, reject })) };
+    }
+
+    it('tells no caller of a committed write before the WAL is flushed', async () => {
+      const flusher = manualFlusher();
+      const q = new CommitQueue(db, pino({ level: 'silent' }), undefined, flusher);
+      let told = false;
+      const written = q.write(insert(1)).then((v) => { told = true; return v; });
+      await new Promise((r) => setTimeout(r, 20));
+      // Committed (this connection reads it) but not yet durable: not told.
+      expect(ids()).toEqual([1]);
+      expect(flusher.calls).toHaveLength(1);
+      expect(told).toBe(false);
+      expect(q.status()).toMatchObject({ flushing: 1, commits: 0 });
+      flusher.calls[0]!.resolve();
+      await expect(written).resolves.toBe(1);
+      expect(q.status()).toMatchObject({ ok: true, flushing: 0, commits: 1 });
+    });
+
+    it('rejects every write of a batch whose flush failed, reports the store failing, and close waits for flushes', async () => {
+      const flusher = manualFlusher();
+      const q = new CommitQueue(db, pino({ level: 'silent' }), undefined, flusher);
+      const batch = Promise.allSettled([q.write(insert(1)), q.write(insert(2))]);
+      await new Promise((r) => setImmediate(r));
+      flusher.calls[0]!.reject(Object.assign(new Error('fdatasync of the WAL failed: EIO'), { code: 'EIO' }));
+      const results = await batch;
+      expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected']);
+      expect((results[0] as PromiseRejectedResult).reason).toEqual(storeError('STORE_COMMIT_FAILED'));
+      expect(q.status().ok).toBe(false);
+
+      const last = q.write(insert(3));
+      let closed = false;
+      const closing = q.close().then(() => { closed = true; });
+      await new Promise((r) => setTimeout(r, 20));
+      expect(closed).toBe(false);
+      flusher.calls[1]!.resolve();
+      await closing;
+      await expect(last).resolves.toBe(1);
+      expect(q.status().ok).toBe(true);
+    });
   });
 });

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import pino from 'pino';
 import { CircuitBreaker } from '../gateway/dispatch/circuit-breaker.ts';
 import { retryDelay } from '../gateway/dispatch/dispatcher.ts';
+import { ReadyQueue, type ReadyEntry } from '../gateway/dispatch/ready-queue.ts';
 import { RouteTable, DEFAULT_ROUTE } from '../gateway/dispatch/route-table.ts';
 import { LogThrottle } from '../gateway/log-throttle.ts';
 import { Counters } from '../gateway/metrics/counters.ts';
@@ -34,6 +35,58 @@ describe('retryDelay', () => {
     expect(retryDelay(3, BASE, MAX, fixed(0.3))).toBe(retryDelay(3, BASE, MAX, fixed(0.3)));
     expect(retryDelay(3, BASE, MAX, fixed(0))).toBe(1000);
     expect(retryDelay(3, BASE, MAX, fixed(0.5))).toBe(1500);
+  });
+});
+
+describe('ReadyQueue', () => {
+  const entry = (id: string, priority: number) => ({ key: `${id}:primary`, row: { alertId: id, priority }, alert: { id } }) as unknown as ReadyEntry;
+  const drain = (q: ReadyQueue) => {
+    const out: string[] = [];
+    for (let e = q.shift(); e; e = q.shift()) out.push(e.row.alertId);
+    return out;
+  };
+
+  it('gives the most severe first, and the oldest first within a priority', () => {
+    const q = new ReadyQueue(10);
+    for (const [id, p] of [['t1', 10], ['p1', 100], ['d1', 80], ['p2', 100], ['t2', 10]] as const) expect(q.push(entry(id, p))).toBe(true);
+    expect(q.size).toBe(5);
+    expect(drain(q)).toEqual(['p1', 'p2', 'd1', 't1', 't2']);
+    expect(q.size).toBe(0);
+  });
+
+  it('refuses past its bound and a key it already holds, and forgets a key once shifted', () => {
+    const q = new ReadyQueue(2);
+    expect(q.push(entry('a', 1))).toBe(true);
+    expect(q.push(entry('a', 1))).toBe(false);
+    expect(q.push(entry('b', 1))).toBe(true);
+    expect(q.push(entry('c', 1))).toBe(false);
+    expect(q.has('a:primary')).toBe(true);
+    q.shift();
+    expect(q.has('a:primary')).toBe(false);
+    expect(q.push(entry('c', 1))).toBe(true);
+    expect(drain(q)).toEqual(['b', 'c']);
+  });
+
+  it('skips an entry dropped while it waited, also when its key is queued again', () => {
+    const q = new ReadyQueue(10);
+    q.push(entry('a', 1));
+    q.push(entry('b', 1));
+    q.drop('a:primary');
+    expect(q.size).toBe(1);
+    expect(q.has('a:primary')).toBe(false);
+    q.push(entry('a', 1));
+    expect(drain(q)).toEqual(['b', 'a']);
+  });
+
+  it('keeps its order through a long burst (the consumed front is dropped as it goes)', () => {
+    const q = new ReadyQueue(10_000);
+    const out: string[] = [];
+    for (let i = 0; i < 5000; i++) {
+      q.push(entry(`a${i}`, 1));
+      if (i % 2 === 1) out.push(q.shift()!.row.alertId);
+    }
+    out.push(...drain(q));
+    expect(out).toEqual(Array.from({ length: 5000 }, (_, i) => `a${i}`));
   });
 });
 

@@ -324,8 +324,9 @@ describe('HTTP API', () => {
     const viaDevice = (await gw.api('GET', `/api/devices/${sensor}`, undefined, viewer)).json.site;
     expect(viaDevice).toMatchObject({ id: 'home-9001', phone: '', address: 'Mapo-gu' });
     expect(viaDevice.lat).toBe(37.56);
-    const audited = () => (gw.gateway['db']!.prepare("SELECT count(*) AS n FROM audit WHERE actor = 'dispatcher-kim' AND action = 'homes.read.sites'").get() as { n: number }).n;
-    await waitFor(() => audited() >= 1, 'the audit entry of the dispatcher\'s read');
+    const audited = async () => ((await gw.api('GET', '/api/audit?limit=1000')).json.items as Array<{ actor: string; action: string }>)
+      .filter((e) => e.actor === 'dispatcher-kim' && e.action === 'homes.read.sites').length;
+    await waitFor(async () => (await audited()) >= 1, 'the audit entry of the dispatcher\'s read');
   });
 });
 

@@ -5,10 +5,11 @@ import type { MqttClient } from 'mqtt';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { topics } from '../protocol/index.ts';
 import { banner } from '../gateway/main.ts';
-import { freePort } from '../gateway/metrics/managed-influxd.ts';
 import { connectDevice, publish, startTestGateway, waitFor, type TestGateway } from './support/harness.ts';
 
 const BUTTON = 'pb-store-0001';
+/** tcpmux: a privileged port no test and no gateway of ours ever listens on. */
+const NOTHING_LISTENS = 1;
 const clients: MqttClient[] = [];
 
 async function pressOnce(gw: TestGateway, seq: number): Promise<void> {
@@ -98,8 +99,9 @@ describe('influxd not installed', () => {
 describe('an InfluxDB that does not answer', () => {
   let gw: TestGateway;
   beforeAll(async () => {
-    // A port nothing listens on: every write and query is refused.
-    gw = await startTestGateway({ influx: { managed: false, url: `http://127.0.0.1:${await freePort()}/safehaven`, flushIntervalMs: 50 } });
+    // A port nothing listens on: every write and query is refused. Not a "free" port picked
+    // now: the kernel may hand that one to this very gateway's own listeners a moment later.
+    gw = await startTestGateway({ influx: { managed: false, url: `http://127.0.0.1:${NOTHING_LISTENS}/safehaven`, flushIntervalMs: 50 } });
   });
   afterAll(async () => {
     await gw?.stop();

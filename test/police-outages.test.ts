@@ -94,6 +94,29 @@ describe('a police endpoint that misbehaves', () => {
   });
 });
 
+describe('every POST slot busy', () => {
+  it('holds new alerts in memory, sends them most severe first when a slot frees, and never sends one resolved while it waited', async () => {
+    const police = await endpoint();
+    // The only slot is taken by a POST the police answer only after 1.5 s.
+    police.play([{ hangMs: 1500 }]);
+    const gw = await gatewayFor(police.url(), { concurrency: 1 });
+    const blocker = await press(gw, 'pb-store-0001', 1);
+    await waitFor(() => police.seen.length === 1, 'the blocking POST');
+
+    const waiting: Array<[string, EventType]> = [['pb-store-0002', 'test'], ['ds-home-0001', 'door'], ['pb-store-0003', 'panic'], ['ms-home-0001', 'intrusion']];
+    const ids: string[] = [];
+    for (const [device, type] of waiting) ids.push(await press(gw, device, 1, type));
+    const closed = await press(gw, 'pb-store-0004', 1, 'panic');
+    expect((await gw.api('POST', `/api/alerts/${closed}/resolve`, { outcome: 'false-alarm' })).status).toBe(200);
+    expect(police.seen).toHaveLength(1);
+
+    await waitFor(() => ids.every((id) => police.delivered().includes(id)), 'every waiting alert delivered');
+    await new Promise((r) => setTimeout(r, 200));
+    expect(police.seen.map((s) => s.key)).toEqual([blocker, ids[2], ids[3], ids[1], ids[0]]);
+    expect(gw.gateway.counters.total('dispatch_ready_overflow_total')).toBe(0);
+  });
+});
+
 describe('an endpoint that is down for a while', () => {
   it('opens the breaker, parks the backlog in the store, and drains it most severe first when the endpoint returns', async () => {
     const police = await endpoint({ status: 503 });

@@ -41,6 +41,7 @@ export class MqttBroker {
   /** By client object: a session taken over by a new connection must not mark the new one offline when the old one closes. */
   private readonly connected = new Map<string, Client>();
   private readonly sessionListeners: Array<(change: SessionChange) => void> = [];
+  private readonly subscribeListeners: Array<(filter: string) => void> = [];
   /** Clients aedes is closing for a missed keepalive, so their disconnect can say so. */
   private readonly keepaliveExpired = new WeakSet<Client>();
 
@@ -82,6 +83,10 @@ export class MqttBroker {
       this.emitSession({ clientId: client.id, open: true });
     });
     aedes.on('keepaliveTimeout', (client) => this.keepaliveExpired.add(client));
+    aedes.on('subscribe', (subscriptions) => {
+      // Refused filters are in the list too, granted 0x80 (SUBACK failure).
+      for (const { topic, qos } of subscriptions) if ((qos as number) !== 0x80) for (const listener of this.subscribeListeners) listener(topic);
+    });
     aedes.on('clientDisconnect', (client) => {
       // aedes sets _disconnected only for a valid DISCONNECT packet (it then skips the will too).
       const clean = (client as unknown as { _disconnected?: boolean })._disconnected === true;
@@ -136,6 +141,11 @@ export class MqttBroker {
   /** Sessions opening and ending; a takeover ends the old session just before the new one opens. */
   onSession(listener: (change: SessionChange) => void): void {
     this.sessionListeners.push(listener);
+  }
+
+  /** Every filter a client was granted, as it is granted. */
+  onSubscribe(listener: (filter: string) => void): void {
+    this.subscribeListeners.push(listener);
   }
 
   private emitSession(change: SessionChange): void {

@@ -1,10 +1,13 @@
 // Delivers the outbox to police endpoints: highest priority first, then
 // oldest; at most `concurrency` POSTs in flight; failures retried with
 // exponential backoff and jitter, without end, until a 2xx or until the alert
-// is resolved. The backlog lives in the store, never in RAM: each pump reads
-// only as many rows as it has free slots. A per-endpoint circuit breaker
-// parks a dead endpoint's rows until a probe gets through, then brings its
-// whole backlog forward so it drains by severity then age.
+// is resolved. New alerts come straight from the intake: into a free slot, or
+// into a bounded in-memory queue for the next slot to free. Everything else —
+// retries, fallbacks, what was pending before a restart, what did not fit the
+// queue — comes from the store: a pump reads only as many due rows as it has
+// free slots, and only when something may be due there. A per-endpoint
+// circuit breaker parks a dead endpoint's rows until a probe gets through,
+// then brings its whole backlog forward so it drains by severity then age.
 import type { Logger } from 'pino';
 import { buildCapAlert, buildPoliceBody, CAP_CONTENT_TYPE, PoliceAnswer, policeHeaders, type PoliceBodyInput } from '../../protocol/index.ts';
 import type { Clock } from '../clock.ts';
@@ -15,6 +18,7 @@ import type { AlertRecord, AlertRepo, OutboxRow, OutboxTarget } from '../store/a
 import type { CommitQueue } from '../store/commit-queue.ts';
 import type { CircuitBreaker, EndpointReport } from './circuit-breaker.ts';
 import type { PoliceHttpClient } from './police-client.ts';
+import { ReadyQueue } from './ready-queue.ts';
 import type { ResolvedRoute, RouteTable } from './route-table.ts';
 
 export interface DispatcherOptions {
@@ -58,6 +62,11 @@ export function policeRequest(route: ResolvedRoute, input: PoliceBodyInput): { b
   return { body, headers: policeHeaders(input.alertId, route.secret, body) };
 }
 
+/** New alerts held in memory for a slot; the commit queue's own bound (its pending writes) is the same. */
+export const READY_MAX = 20_000;
+
+const keyOf = (row: Pick<OutboxRow, 'alertId' | 'target'>) => `${row.alertId}:${row.target}`;
+
 /** Timeline entries for failures at attempts 1, 2, 4, 8…: a long outage leaves a readable history, not thousands of rows. */
 const isMilestone = (attempt: number) => (attempt & (attempt - 1)) === 0;
 
@@ -66,6 +75,9 @@ export class Dispatcher {
   private readonly inFlight = new Set<string>();
   /** Attempts whose POST is outstanding: what `concurrency` bounds. Recording an outcome holds no slot. */
   private posting = 0;
+  private readonly ready = new ReadyQueue(READY_MAX);
+  /** The store may hold due rows that are neither in flight nor in `ready`: the next pump reads them. */
+  private scanNeeded = true;
   private pumpScheduled = false;
   private timer: NodeJS.Timeout | null = null;
   private stopping = false;
@@ -80,8 +92,13 @@ export class Dispatcher {
     this.notify();
   }
 
-  /** Something became due now (a new alert). Coalesced: many notifies, one pump. */
+  /** Something became due in the store now (an escalation, a new alert the intake could not hand over). Coalesced: many notifies, one pump. */
   notify(): void {
+    this.scanNeeded = true;
+    this.schedulePump();
+  }
+
+  private schedulePump(): void {
     if (this.pumpScheduled || this.stopping) return;
     this.pumpScheduled = true;
     setImmediate(() => {
@@ -94,13 +111,33 @@ export class Dispatcher {
    * A new alert, its commit queued: its first POST starts now, from the
    * records in hand, when a slot is free, without waiting for the commit's
    * fsync or reading the outbox back. The outcome is recorded by writes queued
-   * behind the insert, so they commit after it. With no free slot the pump
-   * finds the row in the store once committed.
+   * behind the insert, so they commit after it. With no free slot it waits in
+   * `ready` for the next one; with `ready` full, in the store for a pump.
    */
   dispatchNew(alert: AlertRecord, row: OutboxRow): void {
     if (this.stopping) return;
-    if (this.posting >= this.opts.concurrency) return this.notify();
-    this.launch(row, alert);
+    const key = keyOf(row);
+    if (this.inFlight.has(key) || this.ready.has(key)) return;
+    if (this.posting < this.opts.concurrency) return this.launch(row, alert);
+    if (this.ready.push({ key, row, alert })) return;
+    this.deps.counters.inc('dispatch_ready_overflow_total');
+    this.notify();
+  }
+
+  /** A slot is free: the next alert from memory, else from the store if it may hold one. */
+  private slotFreed(): void {
+    while (this.posting < this.opts.concurrency && this.ready.size > 0 && !this.stopping) {
+      const { row, alert } = this.ready.shift()!;
+      // What the intake held is still right for the POST: what can change meanwhile (state, police
+      // status) is not sent, and an alert resolved while it waited was dropped (alertResolved).
+      this.launch(row, alert);
+    }
+    if (this.scanNeeded) this.schedulePump();
+  }
+
+  /** The alert is closed: if it still waits for a slot, it is not sent (its outbox row is cancelled too). */
+  alertResolved(alertId: string): void {
+    this.ready.drop(keyOf({ alertId, target: 'primary' }));
   }
 
   /** Stops starting attempts, waits up to `graceMs` for those in flight; the outbox keeps the rest. */
@@ -108,6 +145,8 @@ export class Dispatcher {
     this.stopping = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+    // Committed, they are in the outbox for the next start; not committed, the device has no PUBACK and resends.
+    this.ready.clear();
     if (this.inFlight.size === 0) return;
     await new Promise<void>((resolve) => {
       const t = setTimeout(resolve, graceMs);
@@ -126,21 +165,30 @@ export class Dispatcher {
   private pump(): void {
     if (this.stopping) return;
     const free = this.opts.concurrency - this.posting;
-    if (free > 0) {
+    // No free slot: the scan waits for one (slotFreed pumps again while scanNeeded).
+    if (free > 0 && this.scanNeeded) {
+      this.scanNeeded = false;
       const now = this.deps.clock.now();
-      // Rows in flight are still "due" in the store; read past them.
+      // Rows in flight or in `ready` are still "due" in the store; read past them.
+      const limit = free + this.inFlight.size + this.ready.size;
+      const due = this.deps.alerts.dueOutbox(now, limit);
+      // More may be due than one read returned: read again when slots free.
+      if (due.length >= limit) this.scanNeeded = true;
       // Probes first: one parked row per recovered-looking endpoint, so an outage ends as soon as the endpoint is back.
-      const rows = [...this.probeRows(), ...this.deps.alerts.dueOutbox(now, free + this.inFlight.size)];
-      for (const row of rows) {
-        if (this.posting >= this.opts.concurrency) break;
+      for (const row of [...this.probeRows(), ...due]) {
+        if (this.ready.has(keyOf(row))) continue;
+        if (this.posting >= this.opts.concurrency) {
+          this.scanNeeded = true;
+          break;
+        }
         this.launch(row);
       }
+      this.armTimer(now);
     }
-    this.armTimer();
   }
 
   private launch(row: OutboxRow, known?: AlertRecord): void {
-    const key = `${row.alertId}:${row.target}`;
+    const key = keyOf(row);
     if (this.inFlight.has(key)) return;
     this.inFlight.add(key);
     this.posting++;
@@ -149,16 +197,21 @@ export class Dispatcher {
       if (posted) return;
       posted = true;
       this.posting--;
-      this.notify();
+      this.slotFreed();
     };
-    void this.attempt(row, postDone, known).catch((err: unknown) => {
-      // The outcome could not be recorded (store failing or closed): the row is still due and goes out again.
-      this.deps.log.error({ err, alertId: row.alertId, target: row.target }, 'police attempt outcome not recorded; it will be retried');
-    }).finally(() => {
+    void this.attempt(row, postDone, known).then((delivered) => {
       postDone();
       this.inFlight.delete(key);
-      if (this.inFlight.size === 0 && this.idle) this.idle();
+      // Not delivered: its row is due again later (a retry, a parked row), so the timer must know.
+      if (!delivered) this.notify();
+    }, (err: unknown) => {
+      // The outcome could not be recorded (store failing or closed): the row is still due and goes out again.
+      this.deps.log.error({ err, alertId: row.alertId, target: row.target }, 'police attempt outcome not recorded; it will be retried');
+      postDone();
+      this.inFlight.delete(key);
       this.notify();
+    }).finally(() => {
+      if (this.inFlight.size === 0 && this.idle) this.idle();
     });
   }
 
@@ -173,18 +226,25 @@ export class Dispatcher {
     return rows;
   }
 
-  /** Wakes the pump when the earliest retry falls due. */
-  private armTimer(): void {
+  /**
+   * Wakes the pump when the earliest retry or probe falls due. After a scan at
+   * `scannedAt`, whatever was due by then was launched or waits for a slot (and
+   * the next freed slot scans again): only rows due later need the timer.
+   */
+  private armTimer(scannedAt: number): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    const due = this.deps.alerts.nextDueAt();
+    const due = this.deps.alerts.nextDueAfter(scannedAt);
     const probe = this.deps.breaker.nextProbeAt();
     const next = due === null ? probe : probe === null ? due : Math.min(due, probe);
     if (next === null || this.stopping) return;
     const delay = Math.max(0, next - this.deps.clock.now());
     // Only worth a timer if the pump would find a free slot: otherwise a completion will pump.
     if (delay === 0 && this.posting >= this.opts.concurrency) return;
-    this.timer = setTimeout(() => this.pump(), Math.max(delay, 5));
+    this.timer = setTimeout(() => {
+      this.scanNeeded = true;
+      this.pump();
+    }, Math.max(delay, 5));
     this.timer.unref();
   }
 
@@ -194,18 +254,23 @@ export class Dispatcher {
    * stays in `inFlight` until it is committed, so the row cannot go out twice
    * meanwhile.
    * `known`: the alert as the intake holds it, its commit queued (no read-back).
+   * True when nothing about this row is left to do now (delivered, or an
+   * orphan that no retry could fix); false when it is due again later.
    */
-  private async attempt(row: OutboxRow, postDone: () => void, known?: AlertRecord): Promise<void> {
+  private async attempt(row: OutboxRow, postDone: () => void, known?: AlertRecord): Promise<boolean> {
     const { alerts, registry, routes, http, clock, counters, log, lifecycle } = this.deps;
     const alert = known ?? alerts.get(row.alertId);
     const site = alert && registry.site(alert.siteId);
     if (!alert || !site) {
       log.error({ alertId: row.alertId, code: 'DISPATCH_ORPHAN' }, 'outbox row without alert or site: skipped');
-      return;
+      return true;
     }
     const route = routes.byName(row.route);
     const url = row.target === 'primary' ? route.url : route.fallbackUrl ?? route.url;
-    if (!this.deps.breaker.allow(url)) return this.park(row);
+    if (!this.deps.breaker.allow(url)) {
+      await this.park(row);
+      return false;
+    }
     const attempt = row.attempts + 1;
     this.deps.onStage?.(alert.id, 'site-resolved', { n: attempt, route: row.route, target: row.target });
     if (alert.state === 'received') void lifecycle.dispatched(alert.id, row.target, url).catch((err) => log.error({ err, alertId: alert.id }, 'could not record dispatch'));
@@ -224,14 +289,14 @@ export class Dispatcher {
         const caseId = this.caseIdFrom(answer.body);
         log.info({ alertId: alert.id, url, attempt, status: answer.status, caseId }, 'alert delivered to police');
         await lifecycle.delivered(alert.id, row.target, attempt, caseId, answer.status);
-        return;
+        return true;
       }
       failure = `HTTP ${answer.status}`;
     } catch (err) {
       if (this.stopping) {
         // Cut off by shutdown after its grace, not failed by the police: no breaker, no retry entry; the row stays due.
         log.info({ alertId: alert.id, url }, 'police attempt cut short by shutdown; it stays in the outbox for the next start');
-        return;
+        return false;
       }
       failure = (err as Error).message;
     }
@@ -239,6 +304,7 @@ export class Dispatcher {
     this.deps.breaker.failure(url, failure);
     postDone();
     await this.scheduleRetry(row, attempt, failure);
+    return false;
   }
 
   private caseIdFrom(body: string): string | null {
@@ -289,7 +355,10 @@ export class Dispatcher {
     const now = clock.now();
     try {
       const moved = await commits.write(() => alerts.bringForward('primary', primary, now) + alerts.bringForward('fallback', fallback, now));
-      if (moved > 0) log.warn({ url, backlog: moved }, 'police endpoint is back: delivering its backlog, most severe and oldest first');
+      if (moved > 0) {
+        log.warn({ url, backlog: moved }, 'police endpoint is back: delivering its backlog, most severe and oldest first');
+        this.notify();
+      }
     } catch (err) {
       log.error({ err, url }, 'could not bring a recovered endpoint\'s backlog forward; it drains on its retry schedule');
     }

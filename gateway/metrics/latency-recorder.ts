@@ -175,8 +175,10 @@ function stagesOf(alert: AlertRecord, entry: InFlight | undefined, deviceAckAt: 
   if (entry) {
     // A first POST started before the commit returned overlaps persisting: its
     // resolve and dispatch stages count only past the commit (0 if done before
-    // it), so the stages still add up to the total.
-    const { committedAt, resolvedAt, sentAt } = entry;
+    // it), so the stages still add up to the total. The police may even answer
+    // before the WAL flush ends: persisting then spans the whole path to them.
+    const { resolvedAt, sentAt } = entry;
+    const committedAt = Math.min(entry.committedAt, policeAt);
     stages.persist_ms = committedAt - alert.receivedAt;
     if (resolvedAt !== null) stages.resolve_ms = Math.max(0, resolvedAt - committedAt);
     if (resolvedAt !== null && sentAt !== null) stages.dispatch_ms = Math.max(0, sentAt - Math.max(resolvedAt, committedAt));

@@ -47,7 +47,7 @@ export interface AlertIntakeDeps {
    * device's resend is stored and sent again under the same Idempotency-Key.
    */
   dispatchEarly: (alert: AlertRecord, outbox: OutboxRow) => void;
-  /** Wakes the dispatcher once the alert is committed (it finds the row if the early POST had no slot). */
+  /** Wakes the dispatcher once an alert it was not handed early is committed: it finds the row in the outbox. */
   onNewAlert: (alert: AlertRecord) => void;
   counters: Counters;
   log: Logger;
@@ -111,7 +111,8 @@ export class AlertIntake {
 
     // Only when the queue takes the write (store healthy, not overloaded): never POST what will not be stored.
     const early = commits.accepting();
-    const committed = commits.write(() => alerts.insert(alert, outbox));
+    // Plain inserts that only a failing store can refuse: no savepoint needed (see WriteOptions).
+    const committed = commits.write(() => alerts.insert(alert, outbox), { ownSavepoint: false });
     if (early) this.deps.dispatchEarly(alert, outbox);
     const inserted = await committed;
     if (!inserted) {
@@ -126,7 +127,8 @@ export class AlertIntake {
     }
     log.info({ alertId, deviceId, siteId: site.id, type: event.type, seq: event.seq, source }, 'alert received');
     bus.emit({ kind: 'received', alert, site });
-    this.deps.onNewAlert(alert);
+    // Handed over early, it is the dispatcher's already; otherwise it finds it in the outbox now.
+    if (!early) this.deps.onNewAlert(alert);
     return { alert, repeat: false };
   }
 

@@ -29,7 +29,8 @@ export class AlertLifecycle {
   /** The first POST of this alert is on its way. */
   async dispatched(alertId: string, target: OutboxTarget, url: string): Promise<void> {
     const { alerts, commits, clock } = this.deps;
-    const moved = await commits.write(() => alerts.advance(alertId, 'dispatched', clock.now(), null, { target, url }));
+    // The alert path's state changes are plain updates that only a failing store can refuse: no savepoint (see WriteOptions).
+    const moved = await commits.write(() => alerts.advance(alertId, 'dispatched', clock.now(), null, { target, url }), { ownSavepoint: false });
     if (moved) this.announce('state', moved);
   }
 
@@ -39,10 +40,11 @@ export class AlertLifecycle {
     const at = clock.now();
     const moved = await commits.write(() => {
       alerts.markDelivered(alertId, target, attempts, at, caseId, status);
-      // The responsible station has it: the fallback, if engaged and still trying, is no longer needed.
-      if (target === 'primary') alerts.cancelOutboxTarget(alertId, 'fallback', at, 'cancelled: primary endpoint delivered');
-      return alerts.advance(alertId, 'acknowledged', at, 'police', { target, caseId });
-    });
+      const advanced = alerts.advance(alertId, 'acknowledged', at, 'police', { target, caseId });
+      // The responsible station has it: the fallback, if engaged (only ever after an escalation) and still trying, is no longer needed.
+      if (target === 'primary' && (advanced === null || advanced.escalatedAt !== null)) alerts.cancelOutboxTarget(alertId, 'fallback', at, 'cancelled: primary endpoint delivered');
+      return advanced;
+    }, { ownSavepoint: false });
     const alert = moved ?? alerts.get(alertId);
     if (alert) this.announce(moved ? 'state' : 'delivered', alert);
   }

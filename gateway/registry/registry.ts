@@ -10,6 +10,9 @@ import { generateSecret, hashSecret, STRONG_COST, VerifiedSecretCache, verifySec
 
 export type AuthOutcome = 'ok' | 'unknown-device' | 'revoked' | 'bad-secret';
 
+/** Devices per presence transaction: about a millisecond of the event loop each. */
+const PRESENCE_CHUNK = 250;
+
 /** Short prefix per type so an installer can tell a device's kind from its id. */
 export const DEVICE_ID_PREFIX: Record<DeviceType, string> = {
   'panic-button': 'pb',
@@ -183,21 +186,31 @@ export class Registry {
     this.dirty.add(deviceId);
   }
 
-  /** Writes presence of devices seen since the last flush; a heartbeat never waits for the disk. */
+  /**
+   * Writes presence of devices seen since the last flush; a heartbeat never
+   * waits for the disk. In chunks, each committed before the next is queued:
+   * ten thousand devices heard in one interval must not become one
+   * transaction that holds the event loop (and every alert) for tens of ms.
+   */
   async flushPresence(): Promise<number> {
     if (this.dirty.size === 0) return 0;
     const ids = [...this.dirty];
     this.dirty = new Set();
-    const rows = ids.flatMap((id) => {
-      const d = this.devices.get(id);
-      return d ? [{ id, fw: d.fw, battery: d.battery, rssi: d.rssi, lastSeen: d.lastSeen }] : [];
-    });
-    try {
-      await this.commits.write(() => rows.forEach((row) => this.repo.savePresence(row)));
-    } catch (err) {
-      for (const id of ids) this.dirty.add(id);
-      throw err;
+    let written = 0;
+    for (let from = 0; from < ids.length; from += PRESENCE_CHUNK) {
+      const rows = ids.slice(from, from + PRESENCE_CHUNK).flatMap((id) => {
+        const d = this.devices.get(id);
+        return d ? [{ id, fw: d.fw, battery: d.battery, rssi: d.rssi, lastSeen: d.lastSeen }] : [];
+      });
+      try {
+        // Plain updates of existing rows: only a failing store can refuse them (no savepoint, see WriteOptions).
+        await this.commits.write(() => rows.forEach((row) => this.repo.savePresence(row)), { ownSavepoint: false });
+      } catch (err) {
+        for (const id of ids.slice(from)) this.dirty.add(id);
+        throw err;
+      }
+      written += rows.length;
     }
-    return rows.length;
+    return written;
   }
 }

@@ -2,7 +2,7 @@
 // writes their SQL. Mutating methods are synchronous and meant to run inside
 // a CommitQueue job, so that an alert, its first timeline entry and its outbox
 // row are committed together or not at all.
-import { stateRank, type AlertState, type EventType, type PoliceStatus, type ResolveOutcome } from '../../protocol/index.ts';
+import { ALERT_STATES, stateRank, type AlertState, type EventType, type PoliceStatus, type ResolveOutcome } from '../../protocol/index.ts';
 import type { Db } from './database.ts';
 
 export type AlertSource = 'mqtt' | 'serial';
@@ -83,6 +83,9 @@ const outboxFromRow = (r: OutboxDbRow): OutboxRow => ({
   attempts: r.attempts, nextAt: r.next_at, lastError: r.last_error, doneAt: r.done_at,
 });
 
+/** `stateRank(state)` in SQL, from the protocol's own order of states. */
+const STATE_RANK_SQL = `CASE state ${ALERT_STATES.map((st, i) => `WHEN '${st}' THEN ${i}`).join(' ')} END`;
+
 export interface AlertQuery {
   open?: boolean;
   limit: number;
@@ -100,7 +103,9 @@ export class AlertRepo {
       insertEvent: db.prepare('INSERT INTO alert_events (alert_id, at, kind, state, actor, detail) VALUES (?, ?, ?, ?, ?, ?)'),
       insertOutbox: db.prepare(`INSERT OR IGNORE INTO outbox (alert_id, target, route, priority, created_at, next_at)
         VALUES (@alertId, @target, @route, @priority, @createdAt, @nextAt)`),
-      setState: db.prepare('UPDATE alerts SET state = ?, updated_at = ? WHERE id = ?'),
+      // Forward only, decided by the row itself: one statement, no read first.
+      advance: db.prepare(`UPDATE alerts SET state = @state, updated_at = @at
+        WHERE id = @id AND (${STATE_RANK_SQL}) < @rank RETURNING *`),
       delivered: db.prepare('UPDATE alerts SET delivered_at = coalesce(delivered_at, @at), case_id = coalesce(case_id, @caseId), updated_at = @at WHERE id = @id'),
       acked: db.prepare('UPDATE alerts SET acked_at = @at, acked_by = @by, updated_at = @at WHERE id = @id AND acked_at IS NULL'),
       resolved: db.prepare(`UPDATE alerts SET resolved_at = @at, resolved_by = @by, outcome = @outcome, note = @note, updated_at = @at
@@ -117,13 +122,14 @@ export class AlertRepo {
         WHERE a.delivered_at IS NULL AND a.escalated_at IS NULL AND a.state != 'resolved' AND a.received_at <= ?
         ORDER BY a.received_at LIMIT ?`),
       escalated: db.prepare('UPDATE alerts SET escalated_at = ? WHERE id = ? AND escalated_at IS NULL'),
-      dueReminders: db.prepare(`SELECT * FROM alerts WHERE state != 'resolved' AND acked_at IS NULL
+      // The planner, without statistics, would walk every open alert in priority order instead.
+      dueReminders: db.prepare(`SELECT * FROM alerts INDEXED BY alerts_unreminded WHERE state != 'resolved' AND acked_at IS NULL
         AND coalesce(reminded_at, received_at) <= ? ORDER BY priority DESC, received_at LIMIT ?`),
       reminded: db.prepare('UPDATE alerts SET reminded_at = ? WHERE id = ?'),
       policeStatus: db.prepare('UPDATE alerts SET police_status = @status, case_id = coalesce(case_id, @caseId), updated_at = @at WHERE id = @id'),
       outboxRetry: db.prepare('UPDATE outbox SET attempts = @attempts, next_at = @nextAt, last_error = @error WHERE alert_id = @alertId AND target = @target AND done_at IS NULL'),
       due: db.prepare('SELECT * FROM outbox WHERE done_at IS NULL AND next_at <= ? ORDER BY priority DESC, created_at LIMIT ?'),
-      nextDue: db.prepare('SELECT min(next_at) FROM outbox WHERE done_at IS NULL').pluck(),
+      nextDue: db.prepare('SELECT min(next_at) FROM outbox WHERE done_at IS NULL AND next_at > ?').pluck(),
       pendingCount: db.prepare('SELECT count(*) FROM outbox WHERE done_at IS NULL').pluck(),
       openCount: db.prepare("SELECT count(*) FROM alerts WHERE state != 'resolved'").pluck(),
       outboxFor: db.prepare('SELECT * FROM outbox WHERE alert_id = ? ORDER BY target DESC'),
@@ -161,11 +167,10 @@ export class AlertRepo {
 
   /** Moves the alert forward to `state`; never backwards. Returns the alert if it moved. */
   advance(alertId: string, state: AlertState, at: number, actor: string | null, detail: Record<string, unknown> | null = null): AlertRecord | null {
-    const current = this.get(alertId);
-    if (!current || stateRank(state) <= stateRank(current.state)) return null;
-    this.stmts.setState.run(state, at, alertId);
+    const row = this.stmts.advance.get({ id: alertId, state, at, rank: stateRank(state) }) as AlertRow | undefined;
+    if (!row) return null;
     this.addEvent(alertId, at, 'state', state, actor, detail);
-    return { ...current, state, updatedAt: at };
+    return alertFromRow(row);
   }
 
   markDelivered(alertId: string, target: OutboxTarget, attempts: number, at: number, caseId: string | null, status: number): void {
@@ -240,8 +245,9 @@ export class AlertRepo {
     return (this.stmts.due.all(now, limit) as OutboxDbRow[]).map(outboxFromRow);
   }
 
-  nextDueAt(): number | null {
-    return (this.stmts.nextDue.get() as number | null) ?? null;
+  /** The earliest time after `after` at which an undelivered row falls due (index outbox_next). */
+  nextDueAfter(after: number): number | null {
+    return (this.stmts.nextDue.get(after) as number | null) ?? null;
   }
 
   pendingOutbox(): number {

@@ -1,9 +1,11 @@
 // Group commit: writes that arrive in the same event-loop turn share one
-// transaction and so one fsync. A burst of presses costs one disk flush per
-// batch instead of one per press, and every caller still learns whether *its*
-// write is durable before it acknowledges anything.
+// transaction, and transactions committed while the WAL is being flushed
+// share the next flush. A burst of presses costs one disk flush per flush
+// interval instead of one per press, and every caller still learns whether
+// *its* write is durable before it acknowledges anything.
 import type { Logger } from 'pino';
 import type { Db } from './database.ts';
+import type { WalFlusher } from './wal-flusher.ts';
 
 export class StoreError extends Error {
   constructor(readonly code: 'STORE_OVERLOADED' | 'STORE_COMMIT_FAILED' | 'STORE_CLOSED', message: string, options?: ErrorOptions) {
@@ -20,6 +22,8 @@ function isStorageFailure(error: unknown): boolean {
 
 interface Job {
   run: () => unknown;
+  /** Run inside a savepoint of its own, so that its failure undoes only its writes. */
+  savepoint: boolean;
   resolve: (value: unknown) => void;
   reject: (err: unknown) => void;
 }
@@ -31,6 +35,17 @@ export interface CommitQueueOptions {
   maxBatch: number;
 }
 
+export interface WriteOptions {
+  /**
+   * false: no savepoint of its own (a savepoint costs about as much as two
+   * small statements). Only for a job that cannot fail unless the store does
+   * — plain inserts and updates without constraints that could refuse them,
+   * on the alert path — because if it throws anyway, every job of its batch
+   * is rejected, as if the commit had failed.
+   */
+  ownSavepoint?: boolean;
+}
+
 export interface StoreHealth {
   ok: boolean;
   lastError: string | null;
@@ -39,6 +54,8 @@ export interface StoreHealth {
   failedCommits: number;
   rejectedOverloaded: number;
   pending: number;
+  /** Committed, waiting for the WAL flush before their callers hear of it. */
+  flushing: number;
 }
 
 /** While the store is failing, a tiny write tries it this often, so health recovers even when no device is sending. */
@@ -50,34 +67,54 @@ export class CommitQueue {
   private scheduled = false;
   private closed = false;
   private readonly health: StoreHealth = {
-    ok: true, lastError: null, lastErrorAt: null, commits: 0, failedCommits: 0, rejectedOverloaded: 0, pending: 0,
+    ok: true, lastError: null, lastErrorAt: null, commits: 0, failedCommits: 0, rejectedOverloaded: 0, pending: 0, flushing: 0,
   };
+  private flushesRunning = 0;
+  /** Settles once every committed batch has been flushed and told: what `close` waits for. */
+  private flushed: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly db: Db,
     private readonly log: Logger,
     private readonly opts: CommitQueueOptions = { maxPending: 20_000, maxBatch: 1000 },
+    /**
+     * Power-loss durability (store.synchronous = full): a batch counts as
+     * committed only once the WAL is flushed. Null when SQLite's own
+     * `synchronous` setting is all the durability asked for.
+     */
+    private readonly flusher: Pick<WalFlusher, 'flush'> | null = null,
   ) {}
 
   /**
    * Runs `fn` inside the next group transaction. Resolves with its result once
-   * the transaction is committed (durable per the store's `synchronous`
-   * setting); rejects if `fn` throws (only its own savepoint is rolled back)
-   * or if the commit fails (every job of the batch is rejected).
+   * the transaction is committed and, with a flusher, the WAL flushed;
+   * rejects if `fn` throws (only its own savepoint is rolled back) or if the
+   * commit or the flush fails (every job of the batch is rejected).
    */
-  write<T>(fn: () => T): Promise<T> {
+  write<T>(fn: () => T, opts: WriteOptions = {}): Promise<T> {
     if (this.closed) return Promise.reject(new StoreError('STORE_CLOSED', 'store is closed'));
     if (this.pending.length >= this.opts.maxPending) {
       this.health.rejectedOverloaded++;
       return Promise.reject(new StoreError('STORE_OVERLOADED', `more than ${this.opts.maxPending} writes pending`));
     }
     return new Promise<T>((resolve, reject) => {
-      this.pending.push({ run: fn, resolve: resolve as (v: unknown) => void, reject });
-      if (!this.scheduled) {
-        this.scheduled = true;
-        setImmediate(() => this.flush());
-      }
+      this.pending.push({ run: fn, savepoint: opts.ownSavepoint ?? true, resolve: resolve as (v: unknown) => void, reject });
+      this.schedule();
     });
+  }
+
+  /**
+   * The next turn commits what is pending — unless a WAL flush is running:
+   * a commit made now could only be made durable by the flush after it, so
+   * the writes wait and commit together the moment it ends, as one
+   * transaction (fewer, larger WAL writes) at no cost in latency. A full
+   * batch does not wait.
+   */
+  private schedule(): void {
+    if (this.scheduled) return;
+    if (this.flushesRunning > 0 && this.pending.length < this.opts.maxBatch) return;
+    this.scheduled = true;
+    setImmediate(() => this.flush());
   }
 
   /** True when a write now would be queued, on a store that commits: not closed, failing or full. */
@@ -99,6 +136,11 @@ export class CommitQueue {
     try {
       this.db.transaction(() => {
         for (const job of batch) {
+          // Without a savepoint a failing job cannot be undone alone: the whole batch fails.
+          if (!job.savepoint) {
+            outcomes.push({ ok: true, value: job.run() });
+            continue;
+          }
           try {
             // A nested transaction is a savepoint: a failing job undoes only itself.
             outcomes.push({ ok: true, value: this.db.transaction(job.run)() });
@@ -112,17 +154,34 @@ export class CommitQueue {
         }
       })();
     } catch (error) {
-      this.noteFailure(error, batch.length);
-      const failure = new StoreError('STORE_COMMIT_FAILED', `store commit failed: ${(error as Error).message}`, { cause: error });
-      for (const job of batch) job.reject(failure);
+      this.fail(batch, error);
       return;
     }
-    this.noteSuccess();
-    batch.forEach((job, i) => {
-      const outcome = outcomes[i]!;
-      if (outcome.ok) job.resolve(outcome.value);
-      else job.reject(outcome.error);
+    const settle = () => {
+      this.noteSuccess();
+      batch.forEach((job, i) => {
+        const outcome = outcomes[i]!;
+        if (outcome.ok) job.resolve(outcome.value);
+        else job.reject(outcome.error);
+      });
+    };
+    if (!this.flusher) return settle();
+    // Committed but not yet on disk: readers on this connection already see it
+    // (the early POST may run), but no caller acknowledges anything until the flush.
+    this.health.flushing += batch.length;
+    this.flushesRunning++;
+    const done = this.flusher.flush().then(settle, (error: unknown) => this.fail(batch, error)).finally(() => {
+      this.health.flushing -= batch.length;
+      this.flushesRunning--;
+      if (this.pending.length > 0) this.schedule();
     });
+    this.flushed = Promise.all([this.flushed, done]).then(() => undefined);
+  }
+
+  private fail(batch: Job[], error: unknown): void {
+    this.noteFailure(error, batch.length);
+    const failure = new StoreError('STORE_COMMIT_FAILED', `store commit failed: ${(error as Error).message}`, { cause: error });
+    for (const job of batch) job.reject(failure);
   }
 
   private noteFailure(error: unknown, jobs: number): void {
@@ -158,10 +217,12 @@ export class CommitQueue {
     return { ...this.health, pending: this.pending.length };
   }
 
-  close(): void {
+  /** Commits what is pending and waits until every batch is flushed and its callers told. */
+  async close(): Promise<void> {
     if (this.probe) clearInterval(this.probe);
     this.probe = null;
     this.flush();
     this.closed = true;
+    await this.flushed;
   }
 }

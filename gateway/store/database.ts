@@ -135,9 +135,16 @@ const MIGRATIONS: readonly string[] = [
   CREATE UNIQUE INDEX troubles_open ON troubles(kind, subject) WHERE cleared_at IS NULL;
   CREATE INDEX troubles_raised ON troubles(raised_at);
   `,
+  // The dispatcher's timer asks for the next retry time, the reminder tick for alerts due a
+  // reminder: seeks, not scans of every undelivered or open alert, once a second, in a burst.
+  `
+  CREATE INDEX outbox_next ON outbox(next_at) WHERE done_at IS NULL;
+  CREATE INDEX alerts_unreminded ON alerts(coalesce(reminded_at, received_at)) WHERE state != 'resolved' AND acked_at IS NULL;
+  `,
 ];
 
 const BUSY_TIMEOUT_MS = 250;
+const WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024;
 
 export interface OpenOptions {
   dataDir: string;
@@ -161,8 +168,13 @@ export function openDatabase({ dataDir, synchronous, fileName = 'safehaven.db' }
     db.pragma('journal_mode = WAL');
     db.pragma(`synchronous = ${synchronous.toUpperCase()}`);
     db.pragma('foreign_keys = ON');
-    // Checkpoints run on commit past this many pages; bounded WAL, bounded recovery time.
+    // Savepoints (one per commit-queue job) keep their undo journal in memory, not in a temp file.
+    db.pragma('temp_store = MEMORY');
+    // Checkpoints run on commit past this many pages (until a Checkpointer takes them off the
+    // event loop); bounded WAL, bounded recovery time.
     db.pragma('wal_autocheckpoint = 1000');
+    // A WAL that a burst grew is cut back to this size when it restarts.
+    db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT_BYTES}`);
     migrate(db);
     return db;
   } catch (err) {

@@ -1,0 +1,93 @@
+// WAL checkpoints on a worker thread. SQLite would otherwise checkpoint inside
+// whichever commit pushes the WAL past its threshold — two fsyncs on the
+// gateway's event loop, stalling every PUBACK and police POST behind them.
+// The worker has its own connection to the same file and runs a PASSIVE
+// checkpoint on a timer; the gateway's connection stops checkpointing by
+// itself while the worker runs, and starts again if the worker dies.
+import { Worker } from 'node:worker_threads';
+import type { Logger } from 'pino';
+import type { Counters } from '../metrics/counters.ts';
+import type { Db } from './database.ts';
+
+/** SQLite's own default: a checkpoint in the commit that takes the WAL past this many pages. */
+const INLINE_AUTOCHECKPOINT_PAGES = 1000;
+
+type WorkerReport = { ok: true; busy: number; walFrames: number; checkpointed: number } | { ok: false; error: string; code: string | null };
+
+export interface CheckpointStatus {
+  /** On the worker thread (true), or inline on commit after the worker failed (false). */
+  offLoop: boolean;
+  checkpoints: number;
+  walFrames: number;
+  lastError: string | null;
+}
+
+export class Checkpointer {
+  private worker: Worker | null = null;
+  private readonly state: CheckpointStatus = { offLoop: false, checkpoints: 0, walFrames: 0, lastError: null };
+  private stopping = false;
+
+  constructor(
+    private readonly db: Db,
+    private readonly intervalMs: number,
+    private readonly counters: Counters,
+    private readonly log: Logger,
+  ) {}
+
+  start(): void {
+    this.stopping = false;
+    const worker = new Worker(new URL('./checkpoint-worker.cjs', import.meta.url), { workerData: { path: this.db.name, intervalMs: this.intervalMs } });
+    // The worker's timer must not keep a stopping process alive; stop() ends it explicitly.
+    worker.unref();
+    worker.on('message', (report: WorkerReport) => this.noteReport(report));
+    worker.on('error', (err) => this.fallBack(err));
+    worker.on('exit', (code) => {
+      if (!this.stopping) this.fallBack(new Error(`checkpoint worker exited with code ${code}`));
+    });
+    this.worker = worker;
+    this.db.pragma('wal_autocheckpoint = 0');
+    this.state.offLoop = true;
+  }
+
+  status(): CheckpointStatus {
+    return { ...this.state };
+  }
+
+  /** A last checkpoint, then the worker ends; call before the store's connection closes. */
+  async stop(): Promise<void> {
+    const worker = this.worker;
+    this.worker = null;
+    if (!worker) return;
+    this.stopping = true;
+    // Unref'd, the worker would not keep the process alive while we wait for it: the process could exit mid-shutdown.
+    worker.ref();
+    const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+    worker.postMessage('stop');
+    await exited;
+  }
+
+  private noteReport(report: WorkerReport): void {
+    if (report.ok) {
+      this.state.checkpoints++;
+      this.state.walFrames = report.walFrames;
+      if (this.state.lastError) this.log.warn({ walFrames: report.walFrames }, 'WAL checkpoints work again');
+      this.state.lastError = null;
+      return;
+    }
+    this.counters.inc('store_checkpoint_failures_total');
+    // Commits are unaffected (the WAL only grows); one line per change of error, not one per tick.
+    if (this.state.lastError !== report.error) this.log.error({ error: report.error, code: report.code ?? 'STORE_CHECKPOINT_FAILED' }, 'WAL checkpoint failed; the WAL grows until it succeeds');
+    this.state.lastError = report.error;
+  }
+
+  /** Without the worker the WAL would grow without end: SQLite checkpoints on commit again. */
+  private fallBack(err: Error): void {
+    if (!this.worker) return;
+    this.worker = null;
+    this.counters.inc('store_checkpoint_failures_total');
+    this.state.offLoop = false;
+    this.state.lastError = err.message;
+    this.log.error({ err, code: 'STORE_CHECKPOINT_WORKER_FAILED' }, 'WAL checkpoint worker failed: checkpoints run on commit again (event-loop stalls possible)');
+    if (this.db.open) this.db.pragma(`wal_autocheckpoint = ${INLINE_AUTOCHECKPOINT_PAGES}`);
+  }
+}

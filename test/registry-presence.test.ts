@@ -1,0 +1,48 @@
+// Presence (last seen, battery, signal) reaches the store in small transactions, never one per heartbeat nor one huge one.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { systemClock } from '../gateway/clock.ts';
+import { Registry } from '../gateway/registry/registry.ts';
+import { seedDemoRegistry } from '../gateway/registry/seed.ts';
+import { CommitQueue } from '../gateway/store/commit-queue.ts';
+import { openDatabase, type Db } from '../gateway/store/database.ts';
+import { RegistryRepo } from '../gateway/store/registry-repo.ts';
+
+const silent = pino({ level: 'silent' });
+let dataDir: string;
+let db: Db;
+let repo: RegistryRepo;
+
+beforeEach(async () => {
+  dataDir = mkdtempSync(join(tmpdir(), 'safehaven-presence-'));
+  db = openDatabase({ dataDir, synchronous: 'normal' });
+  repo = new RegistryRepo(db);
+  await seedDemoRegistry(db, repo, systemClock, { dataDir, stores: 300, homes: 0, seed: 1 }, silent);
+});
+
+afterEach(() => {
+  db.close();
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+describe('presence flush', () => {
+  it('writes every device heard, in transactions of a few hundred, and nothing when nobody was heard', async () => {
+    const commits = new CommitQueue(db, silent);
+    const writes = vi.spyOn(commits, 'write');
+    const registry = new Registry(repo, commits, systemClock);
+    registry.load();
+    const ids = repo.allDevices().map((d) => d.id);
+    expect(ids.length).toBe(300);
+    ids.forEach((id, i) => registry.notePresence(id, { battery: 50 + (i % 50), rssi: -60 }, 1_000_000 + i));
+
+    expect(await registry.flushPresence()).toBe(300);
+    expect(writes).toHaveBeenCalledTimes(2);
+    const stored = new Map(repo.allDevices().map((d) => [d.id, d]));
+    ids.forEach((id, i) => expect(stored.get(id)).toMatchObject({ lastSeen: 1_000_000 + i, battery: 50 + (i % 50), rssi: -60 }));
+    expect(await registry.flushPresence()).toBe(0);
+    expect(writes).toHaveBeenCalledTimes(2);
+  });
+});
