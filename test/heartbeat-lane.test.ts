@@ -82,13 +82,15 @@ describe('the heartbeat lane (no account may subscribe to heartbeats)', () => {
     }
   });
 
-  it('keeps no CONNECT packet (nor the device secret) on a ready connection, and goes on parsing its packets', async () => {
+  it('keeps no CONNECT packet (nor the device secret) and no buffer stream on a ready connection, and goes on parsing its packets', async () => {
     const id = 'pb-store-0004';
     const d = await device(id, { protocolVersion: 3, protocolId: 'MQIsdp' });
     const broker = (ctx.gw.gateway as unknown as { broker: { client(id: string): unknown } }).broker;
     await waitFor(() => broker.client(id), 'the session');
-    const settings = (broker.client(id) as { _parser: { settings: Record<string, unknown> } })._parser.settings;
-    expect(settings).toEqual({ protocolVersion: 3, bridgeMode: undefined });
+    const parser = (broker.client(id) as { _parser: { settings: Record<string, unknown>; _list: object } })._parser;
+    expect(parser.settings).toEqual({ protocolVersion: 3, bridgeMode: undefined });
+    // Its byte buffer is a plain list, not a stream of its own.
+    expect(parser._list).not.toHaveProperty('pipe');
     await publish(d, topics.heartbeat(id), heartbeat(1, { battery: 61 }), { qos: 0 });
     await waitFor(async () => (await ctx.gw.api('GET', `/api/devices/${id}`)).json.battery === 61, 'the heartbeat after the CONNECT was dropped');
   });

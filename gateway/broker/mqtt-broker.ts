@@ -8,7 +8,7 @@ import type { Counters } from '../metrics/counters.ts';
 import {
   listenTcp, listenTls, listenWebSocket, type ListenerHandle, type OnListenerError, type StreamMeta, type TlsFiles, type Transport,
 } from './listeners.ts';
-import { forgetConnectPacket } from './connect-packet.ts';
+import { forgetConnectPacket, plainParserBuffer } from './parser-memory.ts';
 import { guardPacketSize } from './packet-size-guard.ts';
 import { publishLane, type PublishLane } from './publish-lane.ts';
 import { indexedMemoryPersistence } from './retained-index.ts';
@@ -107,6 +107,7 @@ export class MqttBroker {
     };
     const onStream = (stream: Duplex, meta: StreamMeta, req?: IncomingMessage) => {
       const client = aedes.handle(stream, req);
+      plainParserBuffer(client);
       guardPacketSize(client, this.opts.maxPacketBytes, meta, onOversized);
       laneInstaller?.(client);
 
