@@ -5,6 +5,10 @@
 //   npm run bench                # full: 10,000 devices at 1,000 presses/s for 30 s, burst of 20,000, scale to 50,000
 //   npm run bench -- --quick     # ≤ 3 minutes: 10 s of presses, a burst of 10,000 from 10,000 devices, scale at 10,000
 //   npm run bench -- --keep-data # keep the gateway's data dir
+//   npm run bench -- --quick --phases connect,heartbeat,baseline --heartbeat-rounds 5
+//                                # only some phases (default: all); "baseline" is mosquitto's connect and
+//                                # heartbeat cost, plus its presses when "critical" is chosen too; the
+//                                # heartbeat cost as the median of 5 rounds per server (default 1)
 //
 // Phases, one process tree (this process runs the devices and the police
 // endpoint; the gateway, mosquitto and the forwarder are children):
@@ -35,10 +39,21 @@ const { values: args } = parseArgs({
     'gateway-node-args': { type: 'string' },
     /** The gateway's police.concurrency (POSTs in flight), through a config file; default: the gateway's default. */
     'police-concurrency': { type: 'string' },
+    /** Comma-separated phases to run (connect always runs): heartbeat, critical, burst, scale, baseline. */
+    phases: { type: 'string', default: 'heartbeat,critical,burst,scale,baseline' },
+    /** Heartbeat-cost rounds per server; the figure is their median (CPU time per heartbeat is noisy on a shared machine). */
+    'heartbeat-rounds': { type: 'string', default: '1' },
   },
   strict: true,
 });
 const QUICK = args.quick;
+const PHASE_NAMES = ['connect', 'heartbeat', 'critical', 'burst', 'scale', 'baseline'] as const;
+type Phase = (typeof PHASE_NAMES)[number];
+const PHASES = new Set(args.phases.split(',').map((p) => p.trim()).filter(Boolean));
+for (const p of PHASES) if (!(PHASE_NAMES as readonly string[]).includes(p)) throw new Error(`--phases: unknown phase "${p}" (known: ${PHASE_NAMES.join(', ')})`);
+const runs = (phase: Phase) => phase === 'connect' || PHASES.has(phase);
+const HB_ROUNDS = Number(args['heartbeat-rounds']);
+if (!(Number.isInteger(HB_ROUNDS) && HB_ROUNDS >= 1 && HB_ROUNDS <= 20)) throw new Error('--heartbeat-rounds must be a whole number from 1 to 20');
 
 // The machine's open-file limit caps connections: each one is a descriptor in this process and in the server.
 const FD_LIMIT = Number(process.env.SAFEHAVEN_BENCH_FD_LIMIT ?? 0) || readFdLimit();
@@ -141,8 +156,28 @@ async function heartbeatCost(fleet: Fleet, pid: number, count: number, rate: num
   return Math.max(0, busy - idle * ((performance.now() - start) / windowMs)) / count;
 }
 
+type PressResult = ReturnType<typeof summarizeLatencies> & { pressed: number | null; missing: number | null; achievedRate: number | null };
+/** What a phase that did not run reports. */
+const SKIPPED_PRESSES: PressResult = { ...summarizeLatencies([]), pressed: null, missing: null, achievedRate: null };
+type BurstResult = { [K in keyof Awaited<ReturnType<typeof runBurst>>]: Awaited<ReturnType<typeof runBurst>>[K] | null };
+
+/** HB_ROUNDS heartbeat-cost measurements, each reported as it ends. */
+async function heartbeatRounds(fleet: Fleet, pid: number, label: string, unit: string): Promise<number[]> {
+  const out: number[] = [];
+  for (let r = 1; r <= HB_ROUNDS; r++) {
+    out.push(await heartbeatCost(fleet, pid, HB_COUNT, HB_RATE));
+    progress(`${label}: ${out.at(-1)!.toFixed(1)} µs CPU per ${unit}${HB_ROUNDS > 1 ? ` (round ${r}/${HB_ROUNDS}, load ${loadavg()[0]!.toFixed(2)})` : ''}`);
+  }
+  return out;
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+
 /** Presses at `rate`/s for `seconds` from devices without a press in flight; latency = police receipt − press. */
-async function pressAtRate(fleet: Fleet, police: PoliceReceiver, rate: number, seconds: number, label: string) {
+async function pressAtRate(fleet: Fleet, police: PoliceReceiver, rate: number, seconds: number, label: string): Promise<PressResult> {
   const pressedAt = new Map<string, number>();
   const latencies: number[] = [];
   const warmupEnd = performance.now() + WARMUP_SEC * 1000;
@@ -299,30 +334,41 @@ async function main(): Promise<void> {
     progress(`RSS ${(rssCrit / 1024).toFixed(1)} MiB with ${CRIT_DEVICES} devices: ${kbPerDevice.toFixed(1)} KiB per device`);
 
     // 2. Heartbeat cost.
-    const hbGateway = await heartbeatCost(crit, gw.pid, HB_COUNT, HB_RATE);
-    progress(`gateway: ${hbGateway.toFixed(1)} µs CPU per heartbeat`);
+    let hbGateway: number | null = null;
+    let hbGatewayRounds: number[] = [];
+    if (runs('heartbeat')) {
+      hbGatewayRounds = await heartbeatRounds(crit, gw.pid, 'gateway', 'heartbeat');
+      hbGateway = median(hbGatewayRounds);
+    }
 
     // 3. Critical path.
-    const cpu0 = { bench: process.cpuUsage(), gateway: cpuMicros(gw.pid), at: performance.now() };
-    const critical = await pressAtRate(crit, police, RATE, CRIT_SEC, 'gateway presses');
-    const critCpu = cpuShare(cpu0, gw.pid);
-    progress(`CPU during the critical path: bench process ${critCpu.bench}% of a core, gateway ${critCpu.gateway}%`);
-    progress(`gateway press → police: p50 ${critical.p50} ms, p99 ${critical.p99} ms, p99.9 ${critical.p999} ms (${critical.count} timed, ${critical.missing} missing)`);
-    const stages = await gatewayStages(httpPort);
-    progress(`gateway's own stage times (p50/p99 ms, /api/latency): ${stages}`);
+    let critical: PressResult = SKIPPED_PRESSES;
+    let critCpu: { bench: number; gateway: number } | null = null;
+    if (runs('critical')) {
+      const cpu0 = { bench: process.cpuUsage(), gateway: cpuMicros(gw.pid), at: performance.now() };
+      critical = await pressAtRate(crit, police, RATE, CRIT_SEC, 'gateway presses');
+      critCpu = cpuShare(cpu0, gw.pid);
+      progress(`CPU during the critical path: bench process ${critCpu.bench}% of a core, gateway ${critCpu.gateway}%`);
+      progress(`gateway press → police: p50 ${critical.p50} ms, p99 ${critical.p99} ms, p99.9 ${critical.p999} ms (${critical.count} timed, ${critical.missing} missing)`);
+      const stages = await gatewayStages(httpPort);
+      progress(`gateway's own stage times (p50/p99 ms, /api/latency): ${stages}`);
+    }
 
     // 4. Burst.
-    if (BURST_DEVICES > CRIT_DEVICES) {
-      await startFleet(fleets, all.slice(CRIT_DEVICES, BURST_DEVICES), mqttPort, 'burst devices');
+    let burst: BurstResult = { sent: null, delivered: null, dupes: null, drainS: null, rssGrowthMb: null };
+    if (runs('burst')) {
+      if (BURST_DEVICES > CRIT_DEVICES) {
+        await startFleet(fleets, all.slice(CRIT_DEVICES, BURST_DEVICES), mqttPort, 'burst devices');
+      }
+      await sleep(2000);
+      burst = await runBurst(fleets, police, gw.pid, BURST_PRESSES);
+      progress(`burst: ${burst.sent} sent, ${burst.delivered} delivered, ${burst.dupes} dupes, drained in ${burst.drainS} s, RSS +${burst.rssGrowthMb} MB`);
     }
-    await sleep(2000);
-    const burst = await runBurst(fleets, police, gw.pid, BURST_PRESSES);
-    progress(`burst: ${burst.sent} sent, ${burst.delivered} delivered, ${burst.dupes} dupes, drained in ${burst.drainS} s, RSS +${burst.rssGrowthMb} MB`);
 
     // 5. Scale.
     let kbAtScale: number | null = null;
     const connectedNow = fleets.reduce((n, f) => n + f.size, 0);
-    if (SCALE_DEVICES > CRIT_DEVICES) {
+    if (runs('scale') && SCALE_DEVICES > CRIT_DEVICES) {
       if (SCALE_DEVICES > connectedNow) {
         await startFleet(fleets, all.slice(connectedNow, SCALE_DEVICES), mqttPort, 'scale devices');
       }
@@ -335,21 +381,31 @@ async function main(): Promise<void> {
     progress(`gateway stopped (${JSON.stringify(gwExit)})`);
 
     // 6. Baseline: mosquitto + forwarder, same devices, same rates.
-    const mosqPort = await freePort();
-    mosquitto = startMosquitto(mosqPort, mosqDir);
-    await waitForPort(mosqPort, 10_000);
-    forwarder = await startForwarder(`mqtt://127.0.0.1:${mosqPort}`, policeUrl);
-    const base = await startFleet(fleets, all.slice(0, CRIT_DEVICES), mosqPort, 'mosquitto devices');
-    await sleep(3000);
-    const hbMosquitto = await heartbeatCost(base, mosquitto.pid!, HB_COUNT, HB_RATE);
-    progress(`mosquitto: ${hbMosquitto.toFixed(1)} µs CPU per message`);
-    const cpuB = { bench: process.cpuUsage(), gateway: cpuMicros(mosquitto.pid!), at: performance.now() };
-    const baseline = await pressAtRate(base, police, RATE, CRIT_SEC, 'baseline presses');
-    const baseCpu = cpuShare(cpuB, mosquitto.pid!);
-    progress(`CPU during the baseline: bench process ${baseCpu.bench}% of a core, mosquitto ${baseCpu.gateway}%`);
-    progress(`baseline press → police: p50 ${baseline.p50} ms, p99 ${baseline.p99} ms (${baseline.count} timed, ${baseline.missing} missing)`);
-    base.stop();
-    fleets.splice(0);
+    let hbMosquitto: number | null = null;
+    let hbMosquittoRounds: number[] = [];
+    let baseline: PressResult = SKIPPED_PRESSES;
+    let baseCpu: { bench: number; gateway: number } | null = null;
+    if (runs('baseline')) {
+      const mosqPort = await freePort();
+      mosquitto = startMosquitto(mosqPort, mosqDir);
+      await waitForPort(mosqPort, 10_000);
+      forwarder = await startForwarder(`mqtt://127.0.0.1:${mosqPort}`, policeUrl);
+      const base = await startFleet(fleets, all.slice(0, CRIT_DEVICES), mosqPort, 'mosquitto devices');
+      await sleep(3000);
+      if (runs('heartbeat')) {
+        hbMosquittoRounds = await heartbeatRounds(base, mosquitto.pid!, 'mosquitto', 'message');
+        hbMosquitto = median(hbMosquittoRounds);
+      }
+      if (runs('critical')) {
+        const cpuB = { bench: process.cpuUsage(), gateway: cpuMicros(mosquitto.pid!), at: performance.now() };
+        baseline = await pressAtRate(base, police, RATE, CRIT_SEC, 'baseline presses');
+        baseCpu = cpuShare(cpuB, mosquitto.pid!);
+        progress(`CPU during the baseline: bench process ${baseCpu.bench}% of a core, mosquitto ${baseCpu.gateway}%`);
+        progress(`baseline press → police: p50 ${baseline.p50} ms, p99 ${baseline.p99} ms (${baseline.count} timed, ${baseline.missing} missing)`);
+      }
+      base.stop();
+      fleets.splice(0);
+    }
 
     const result = {
       bench: 'city', quick: QUICK,
@@ -362,7 +418,10 @@ async function main(): Promise<void> {
       cpu_pct_during_critical: critCpu, cpu_pct_during_baseline: baseCpu,
       devices: CRIT_DEVICES, rate_per_s: critical.achievedRate, timed_presses: critical.count, missing_presses: critical.missing,
       baseline_missing: baseline.missing, burst_devices: BURST_DEVICES,
-      hb_us_gateway: round(hbGateway, 1), hb_us_mosquitto: round(hbMosquitto, 1), hb_ratio: hbMosquitto > 0 ? round(hbGateway / hbMosquitto, 2) : null,
+      hb_us_gateway: round(hbGateway, 1), hb_us_mosquitto: round(hbMosquitto, 1),
+      hb_ratio: hbGateway !== null && hbMosquitto ? round(hbGateway / hbMosquitto, 2) : null,
+      phases: ['connect', ...PHASE_NAMES.filter((p) => p !== 'connect' && runs(p))],
+      ...(HB_ROUNDS > 1 ? { hb_us_gateway_rounds: hbGatewayRounds.map((v) => round(v, 1)), hb_us_mosquitto_rounds: hbMosquittoRounds.map((v) => round(v, 1)) } : {}),
       police_concurrency: POLICE_CONCURRENCY ?? 'default',
       scaled_down: scaledDown, load_at_start: load, load_at_end: loadavg().map((l) => Math.round(l * 100) / 100), node: process.version,
     };

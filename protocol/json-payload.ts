@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import { MAX_JSON_PAYLOAD_BYTES } from './schemas.ts';
+import { HeartbeatPayload, isWellFormedHeartbeat, MAX_JSON_PAYLOAD_BYTES } from './schemas.ts';
 
 export type PayloadRejection = 'too-large' | 'bad-json' | 'invalid';
 
@@ -34,6 +34,7 @@ export function parseJsonPayload<S extends z.ZodType>(
   schema: S,
   payload: Buffer | string,
   maxBytes = MAX_JSON_PAYLOAD_BYTES,
+  wellFormed?: (json: unknown) => json is z.infer<S>,
 ): ParsedPayload<z.infer<S>> {
   const size = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
   if (size > maxBytes) {
@@ -45,7 +46,12 @@ export function parseJsonPayload<S extends z.ZodType>(
   } catch (err) {
     return { ok: false, reason: 'bad-json', message: `not JSON: ${(err as Error).message}` };
   }
+  if (wellFormed?.(json)) return { ok: true, value: json };
   const result = schema.safeParse(json);
   if (result.success) return { ok: true, value: result.data };
   return { ok: false, reason: 'invalid', ...describeIssues(result.error) };
 }
+
+/** A heartbeat payload: the common well-formed one by a hand check, anything else by the schema. */
+export const parseHeartbeat = (payload: Buffer | string): ParsedPayload<HeartbeatPayload> =>
+  parseJsonPayload(HeartbeatPayload, payload, MAX_JSON_PAYLOAD_BYTES, isWellFormedHeartbeat);

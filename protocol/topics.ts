@@ -15,13 +15,21 @@ export type DeviceChannel = DeviceUplink | DeviceDownlink;
 
 export const topics = {
   event: (deviceId: string) => `${DEVICE_PREFIX}${deviceId}/event`,
-  heartbeat: (deviceId: string) => `${DEVICE_PREFIX}${deviceId}/heartbeat`,
+  heartbeat: (deviceId: string) => `${DEVICE_PREFIX}${deviceId}${HEARTBEAT_SUFFIX}`,
   status: (deviceId: string) => `${DEVICE_PREFIX}${deviceId}/status`,
   ack: (deviceId: string) => `${DEVICE_PREFIX}${deviceId}/ack`,
   config: (deviceId: string) => `${DEVICE_PREFIX}${deviceId}/config`,
   /** Every alert state change, for integrators (INTERFACES §2, fixed). */
   alert: (alertId: string) => `${ALERT_PREFIX}${alertId}`,
 } as const;
+
+const HEARTBEAT_SUFFIX = '/heartbeat';
+
+/** `topics.heartbeat(deviceId) === topic`, without building the string (checked for every heartbeat). */
+export function isHeartbeatTopicOf(topic: string, deviceId: string): boolean {
+  return topic.length === DEVICE_PREFIX.length + deviceId.length + HEARTBEAT_SUFFIX.length
+    && topic.startsWith(DEVICE_PREFIX) && topic.startsWith(deviceId, DEVICE_PREFIX.length) && topic.endsWith(HEARTBEAT_SUFFIX);
+}
 
 export interface DeviceTopic {
   deviceId: string;

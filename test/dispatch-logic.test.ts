@@ -198,6 +198,16 @@ describe('Counters', () => {
     expect(c.get('refused_total')).toBe(0);
   });
 
+  it('counts through a prepared counter into the same label set as inc', () => {
+    const c = new Counters();
+    const heartbeats = c.counter('messages_total', { channel: 'heartbeat' });
+    heartbeats();
+    heartbeats(2);
+    c.inc('messages_total', { channel: 'heartbeat' });
+    expect(c.get('messages_total', { channel: 'heartbeat' })).toBe(4);
+    expect(c.total('messages_total')).toBe(4);
+  });
+
   it('totals every label set of one counter and nothing of a counter with a longer name', () => {
     const c = new Counters();
     c.inc('auth_total');

@@ -3,7 +3,7 @@ import pino from 'pino';
 import type { AuthenticateError, Client, PublishPacket, Subscription } from 'aedes';
 import { AuthLimiter } from '../gateway/broker/auth-limiter.ts';
 import {
-  devicePublishRefusal, deviceSubscribeAllowed, makeAuthenticate, makeAuthorizeForward, makeAuthorizePublish, makeAuthorizeSubscribe,
+  devicePublishRefusal, deviceSubscribeAllowed, makeAuthenticate, makeAuthorizeForward, makeAuthorizePublish, makeAuthorizeSubscribe, makeHeartbeatLane,
   type HookDeps,
 } from '../gateway/broker/hooks.ts';
 import { ServiceAccounts } from '../gateway/broker/service-accounts.ts';
@@ -170,6 +170,57 @@ describe('makeAuthorizePublish', () => {
     const d = deps({ uplink: uplinkThat(() => Promise.reject(new IntakeError('UNKNOWN_DEVICE', 'x'))) });
     expect(await authorizePublish(d, deviceClient(d), packet(topics.event(ME)))).toEqual([null]);
     expect(d.counters.total('mqtt_events_not_acked_total')).toBe(0);
+  });
+});
+
+describe('makeHeartbeatLane', () => {
+  const heartbeat = (topic: string, extra: Partial<PublishPacket> = {}) =>
+    ({ cmd: 'publish', topic, payload: Buffer.from('{"seq":1,"ts":2}'), qos: 0, dup: false, retain: false, ...extra }) as PublishPacket;
+  const recording = () => {
+    const seen: unknown[][] = [];
+    return { seen, uplink: { heartbeat: (...args: unknown[]) => { seen.push(args); } } as unknown as DeviceUplink };
+  };
+
+  it("takes a device's own QoS 0 heartbeat and hands it to the uplink", () => {
+    const { seen, uplink } = recording();
+    const d = deps({ uplink });
+    expect(makeHeartbeatLane(d)!(deviceClient(d), heartbeat(topics.heartbeat(ME)))).toBe(true);
+    expect(seen).toEqual([[ME, Buffer.from('{"seq":1,"ts":2}')]]);
+  });
+
+  it('leaves everything else to aedes and its hooks', () => {
+    const { seen, uplink } = recording();
+    const d = deps({ uplink });
+    const lane = makeHeartbeatLane(d)!;
+    const unauthenticated = fakeClient();
+    for (const [client, p] of [
+      [deviceClient(d), heartbeat(topics.heartbeat(OTHER))],
+      [deviceClient(d), heartbeat(topics.heartbeat(ME), { qos: 1, messageId: 1 } as Partial<PublishPacket>)],
+      [deviceClient(d), heartbeat(topics.heartbeat(ME), { retain: true })],
+      [deviceClient(d), heartbeat(topics.event(ME))],
+      [deviceClient(d), heartbeat(`${topics.heartbeat(ME)}/x`)],
+      [accountClient(d), heartbeat(topics.heartbeat(ME))],
+      [unauthenticated, heartbeat(topics.heartbeat(ME))],
+    ] as const) {
+      expect(lane(client, p), `${client.id} ${p.topic} qos ${p.qos} retain ${p.retain}`).toBe(false);
+    }
+    expect(seen).toEqual([]);
+  });
+
+  it('keeps a bug in the uplink from reaching aedes: logged, and the packet counts as handled', () => {
+    const d = deps({ uplink: { heartbeat: () => { throw new Error('boom'); } } as unknown as DeviceUplink });
+    expect(makeHeartbeatLane(d)!(deviceClient(d), heartbeat(topics.heartbeat(ME)))).toBe(true);
+  });
+
+  it('is off when a service account could subscribe to heartbeats, so they reach it through aedes', () => {
+    const account = (subscribe: string[], deny: string[] = []) => new ServiceAccounts([{ ...CCTV, subscribe, deny }]);
+    expect(makeHeartbeatLane(deps())).not.toBeNull();
+    expect(makeHeartbeatLane(deps({ accounts: new ServiceAccounts([]) }))).not.toBeNull();
+    expect(makeHeartbeatLane(deps({ accounts: account(['safehaven/v1/dev/#']) }))).toBeNull();
+    expect(makeHeartbeatLane(deps({ accounts: account(['safehaven/v1/dev/+/heartbeat']) }))).toBeNull();
+    expect(makeHeartbeatLane(deps({ accounts: account(['#']) }))).toBeNull();
+    expect(makeHeartbeatLane(deps({ accounts: account(['#'], ['safehaven/v1/dev/#']) }))).not.toBeNull();
+    expect(makeHeartbeatLane(deps({ accounts: account(['safehaven/v1/dev/+/event', 'safehaven/v1/alerts/#']) }))).not.toBeNull();
   });
 });
 

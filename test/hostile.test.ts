@@ -190,6 +190,16 @@ describe('MQTT garbage and floods', () => {
     expect(gw.gateway.counters.total('mqtt_oversized_packets_total')).toBe(before + 1);
   });
 
+  it('cuts a connection whose PUBLISH header alone declares more than the limit, with no body sent', async () => {
+    const d = await device(button(9));
+    const gone = closed(d);
+    const before = gw.gateway.counters.total('mqtt_oversized_packets_total');
+    // PUBLISH QoS 1, remaining length 8 MiB (0x80 0x80 0x80 0x04), then nothing: only the header can say it is too big.
+    d.stream.write(Buffer.from([0x32, 0x80, 0x80, 0x80, 0x04]));
+    await gone;
+    expect(gw.gateway.counters.total('mqtt_oversized_packets_total')).toBe(before + 1);
+  });
+
   it('refuses malformed JSON, wrong types, a negative and a replayed seq without an alert, and keeps the device connected', async () => {
     const id = button(7);
     const d = await device(id);

@@ -1,12 +1,13 @@
 import { describe, it, expect } from 'vitest';
-import { topics, parseDeviceTopic, DEVICE_UPLINK, DEVICE_DOWNLINK, isUplink } from '../protocol/topics.ts';
+import { topics, parseDeviceTopic, DEVICE_UPLINK, DEVICE_DOWNLINK, isHeartbeatTopicOf, isUplink } from '../protocol/topics.ts';
 import { deriveAlertId, ALERT_ID_PATTERN } from '../protocol/alert-id.ts';
 import {
   buildPoliceBody, signBody, verifySignature, policeHeaders, PoliceAlertBody,
   IDEMPOTENCY_HEADER, SIGNATURE_HEADER, type PoliceBodyInput,
 } from '../protocol/police.ts';
-import { parseJsonPayload } from '../protocol/json-payload.ts';
-import { EventPayload, MAX_JSON_PAYLOAD_BYTES, type Site } from '../protocol/schemas.ts';
+import { parseHeartbeat, parseJsonPayload } from '../protocol/json-payload.ts';
+import { EventPayload, HeartbeatPayload, isWellFormedHeartbeat, MAX_JSON_PAYLOAD_BYTES, type Site } from '../protocol/schemas.ts';
+import { seededRandom } from '../device-sim/scenarios.ts';
 
 describe('topics', () => {
   const channels = [...DEVICE_UPLINK, ...DEVICE_DOWNLINK];
@@ -15,6 +16,14 @@ describe('topics', () => {
     const topic = topics[channel]('pb-1');
     expect(topic).toBe(`safehaven/v1/dev/pb-1/${channel}`);
     expect(parseDeviceTopic(topic)).toEqual({ deviceId: 'pb-1', channel });
+  });
+
+  it('tells a device\'s own heartbeat topic from every near miss', () => {
+    expect(isHeartbeatTopicOf(topics.heartbeat('pb-1'), 'pb-1')).toBe(true);
+    for (const topic of [topics.heartbeat('pb-12'), topics.heartbeat('pb-'), topics.event('pb-1'), `${topics.heartbeat('pb-1')}/x`,
+      'safehaven/v2/dev/pb-1/heartbeat', 'safehaven/v1/dev/pb-1/heartbeaT', 'x/safehaven/v1/dev/pb-1/heartbeat', '']) {
+      expect(isHeartbeatTopicOf(topic, 'pb-1'), topic).toBe(false);
+    }
   });
 
   it('builds the integrator alert topic, which is not a device topic', () => {
@@ -138,6 +147,42 @@ describe('police webhook', () => {
     expect(headers[IDEMPOTENCY_HEADER]).toBe(input.alertId);
     expect(headers['content-type']).toBe('application/json');
     expect(verifySignature(SECRET, body, headers[SIGNATURE_HEADER])).toBe(true);
+  });
+});
+
+describe('heartbeats: the hand check and the schema', () => {
+  const valid = { seq: 43, ts: 1_700_000_000_000, battery: 87, rssi: -60, fw: '1.4.2' };
+
+  it('accepts what the schema accepts and refuses what it refuses, on thousands of mutations', () => {
+    const random = seededRandom(7);
+    const pick = <T>(xs: readonly T[]) => xs[Math.floor(random() * xs.length)]!;
+    const values = [0, -0, 1, -1, 100, 101, -150, -151, 1.5, Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER + 2, 1e300,
+      '1', '', 'x'.repeat(32), 'x'.repeat(33), '한'.repeat(32), null, true, [], {}, [1]];
+    const keys = ['seq', 'ts', 'battery', 'rssi', 'fw', 'extra', '__proto__', 'constructor', 'toString'];
+    let accepted = 0;
+    for (let i = 0; i < 20_000; i++) {
+      const o: Record<string, unknown> = random() < 0.5 ? { ...valid } : { seq: 1, ts: 2 };
+      for (let m = Math.floor(random() * 3); m > 0; m--) {
+        const key = pick(keys);
+        if (random() < 0.3) delete o[key];
+        else o[key] = pick(values);
+      }
+      // Through JSON, as the wire delivers it (a "__proto__" key becomes an own property there).
+      const json = JSON.parse(JSON.stringify(o).replace('"constructor"', '"__proto__"'));
+      const schema = HeartbeatPayload.safeParse(json).success;
+      expect(isWellFormedHeartbeat(json), JSON.stringify(json)).toBe(schema);
+      if (schema) accepted++;
+    }
+    expect(accepted).toBeGreaterThan(1000);
+    for (const other of [null, 1, 'x', [], [valid]]) expect(isWellFormedHeartbeat(other)).toBe(false);
+  });
+
+  it('returns the heartbeat, or the schema\'s rejection naming the field', () => {
+    expect(parseHeartbeat(JSON.stringify(valid))).toEqual({ ok: true, value: valid });
+    expect(parseHeartbeat(JSON.stringify({ ...valid, rssi: 3 }))).toMatchObject({ ok: false, reason: 'invalid', field: 'rssi' });
+    expect(parseHeartbeat(JSON.stringify({ ...valid, extra: 1 }))).toMatchObject({ ok: false, reason: 'invalid', field: 'extra' });
+    expect(parseHeartbeat('{"seq": 1,')).toMatchObject({ ok: false, reason: 'bad-json' });
+    expect(parseHeartbeat(JSON.stringify({ ...valid, fw: 'x'.repeat(MAX_JSON_PAYLOAD_BYTES) }))).toMatchObject({ ok: false, reason: 'too-large' });
   });
 });
 

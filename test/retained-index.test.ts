@@ -26,3 +26,19 @@ it('answers exact filters by lookup and wildcard filters by matching; an empty p
     'safehaven/v1/dev/a/config={"heartbeatSec":60}', 'safehaven/v1/dev/a/status="online"', 'safehaven/v1/dev/b/config={"heartbeatSec":20}',
   ]);
 });
+
+it('keeps one copy of a payload many devices retain alike, never a view of the buffer it came in', async () => {
+  const store = indexedMemoryPersistence();
+  const chunk = Buffer.from('xx"online"yy');
+  const fromSocket = chunk.subarray(2, 10);
+  await store.storeRetained(packet('safehaven/v1/dev/a/status', '"online"'));
+  await store.storeRetained({ ...packet('safehaven/v1/dev/b/status', ''), payload: fromSocket });
+  chunk.fill(0x20);
+  const found: Buffer[] = [];
+  for await (const p of store.createRetainedStreamCombi(['safehaven/v1/dev/a/status', 'safehaven/v1/dev/b/status']) as AsyncIterable<{ payload: Buffer; qos: number; cmd: string }>) {
+    expect(p).toMatchObject({ cmd: 'publish', qos: 1 });
+    found.push(p.payload);
+  }
+  expect(found.map((b) => b.toString())).toEqual(['"online"', '"online"']);
+  expect(found[0]).toBe(found[1]);
+});

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { AuthLimiter } from '../gateway/broker/auth-limiter.ts';
 import { reachesAlertTopics } from '../gateway/broker/mqtt-announcer.ts';
-import { filterCovers, filterProblem, topicMatches } from '../gateway/broker/topic-filter.ts';
+import { filterCovers, filterProblem, filtersOverlap, topicMatches } from '../gateway/broker/topic-filter.ts';
 
 describe('MQTT topic filters', () => {
   it.each([
@@ -19,10 +19,22 @@ describe('MQTT topic filters', () => {
   });
 
   it.each([
+    ['a/b', 'a/b', true], ['a/b', 'a/c', false], ['a/+', '+/b', true], ['a/+/c', 'a/b', false], ['a/#', 'a', true],
+    ['#', 'safehaven/v1/dev/+/heartbeat', true], ['safehaven/v1/dev/+/+', 'safehaven/v1/dev/+/heartbeat', true],
+    ['safehaven/v1/alerts/#', 'safehaven/v1/dev/+/heartbeat', false], ['safehaven/v1/dev/+/event', 'safehaven/v1/dev/+/heartbeat', false],
+    ['+/+/+/+/+', 'safehaven/v1/dev/+/heartbeat', true], ['+/+/+/+', 'safehaven/v1/dev/+/heartbeat', false],
+    ['#', '$SYS/x', false], ['+/x', '$SYS/x', false], ['$SYS/#', '$SYS/x', true],
+  ])('%s overlaps %s: %s', (a, b, expected) => {
+    expect(filtersOverlap(a, b)).toBe(expected);
+    expect(filtersOverlap(b, a)).toBe(expected);
+  });
+
+  it.each([
     ['safehaven/v1/alerts/#', true], ['safehaven/v1/alerts/+', true], ['safehaven/v1/alerts/al-0123', true], ['safehaven/v1/#', true],
     ['#', true], ['+/+/alerts/+', true], ['safehaven/v1/dev/#', false], ['safehaven/v1/alerts', false], ['safehaven/v1/alerts/+/x', false],
   ])('%s reaches the integrator alert topics: %s', (filter, expected) => {
     expect(reachesAlertTopics(filter)).toBe(expected);
+    expect(filtersOverlap(filter, 'safehaven/v1/alerts/+')).toBe(expected);
   });
 
   it.each(['a/#/b', 'a/b#', 'a+/b', '', 'nul\u0000'])('refuses the invalid filter %j', (filter) => {

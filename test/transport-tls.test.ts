@@ -44,6 +44,20 @@ describe('TLS transports', () => {
     await d.endAsync();
   });
 
+  it('cuts an oversized packet at its header over mqtts:// and wss:// alike, and counts it', async () => {
+    for (const [n, url] of [[1, `mqtts://localhost:${listener('tls')}`], [2, `wss://localhost:${listener('wss')}/mqtt`]] as const) {
+      const id = `pb-store-000${n}`;
+      const d = await connectDevice(url, id, gw.deviceSecret(id), { ca: readFileSync(ca.ca.cert) });
+      const gone = new Promise<void>((resolve) => d.once('close', () => resolve()));
+      const before = gw.gateway.counters.total('mqtt_oversized_packets_total');
+      // A PUBLISH header declaring 8 MiB and no body.
+      d.stream.write(Buffer.from([0x32, 0x80, 0x80, 0x80, 0x04]));
+      await gone;
+      expect(gw.gateway.counters.total('mqtt_oversized_packets_total')).toBe(before + 1);
+      d.end(true);
+    }
+  });
+
   it('refuses an mqtts client that does not trust the server certificate, and serves the API over HTTPS only', async () => {
     await expect(connectDevice(`mqtts://localhost:${listener('tls')}`, 'pb-store-0003', gw.deviceSecret('pb-store-0003'))).rejects.toThrow(/certificate/);
     expect(gw.info.httpUrl.startsWith('https://')).toBe(true);

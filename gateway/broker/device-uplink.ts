@@ -3,7 +3,7 @@
 // logged (once per burst), never fatal and never an alert.
 import type { Logger } from 'pino';
 import {
-  EventPayload, HeartbeatPayload, parseJsonPayload, StatusPayload, type DeviceUplink as UplinkChannel, type ParsedPayload,
+  DEVICE_UPLINK, EventPayload, parseHeartbeat, parseJsonPayload, StatusPayload, type DeviceUplink as UplinkChannel, type ParsedPayload,
 } from '../../protocol/index.ts';
 import type { Clock } from '../clock.ts';
 import { LogThrottle } from '../log-throttle.ts';
@@ -30,9 +30,12 @@ function parseStatus(payload: Buffer): ParsedPayload<StatusPayload> {
 
 export class DeviceUplink {
   private readonly throttle: LogThrottle;
+  /** device_messages_total per channel, its key built once: it counts every heartbeat. */
+  private readonly received: Record<UplinkChannel, () => void>;
 
   constructor(private readonly deps: DeviceUplinkDeps) {
     this.throttle = new LogThrottle(deps.log);
+    this.received = Object.fromEntries(DEVICE_UPLINK.map((channel) => [channel, deps.counters.counter('device_messages_total', { channel })])) as Record<UplinkChannel, () => void>;
   }
 
   /**
@@ -41,25 +44,15 @@ export class DeviceUplink {
    * store could not commit), so that it retries.
    */
   async handle(deviceId: string, channel: UplinkChannel, payload: Buffer): Promise<void> {
+    if (channel === 'heartbeat') return this.heartbeat(deviceId, payload);
     const receivedAt = this.deps.clock.now();
-    this.deps.counters.inc('device_messages_total', { channel });
-    if (!this.deps.rateLimiter.take(deviceId) && channel !== 'event') {
-      this.deps.counters.inc('device_messages_dropped_total', { channel, reason: 'rate-limit' });
-      return;
-    }
+    if (!this.admit(deviceId, channel)) return;
     switch (channel) {
       case 'event': {
         const parsed = parseJsonPayload(EventPayload, payload);
         if (!parsed.ok) return this.reject(deviceId, channel, parsed);
         this.deps.presence.heard(deviceId, { battery: parsed.value.battery, rssi: parsed.value.rssi }, receivedAt, 'mqtt');
         await this.deps.intake.accept({ deviceId, event: parsed.value, source: 'mqtt', receivedAt });
-        return;
-      }
-      case 'heartbeat': {
-        const parsed = parseJsonPayload(HeartbeatPayload, payload);
-        if (!parsed.ok) return this.reject(deviceId, channel, parsed);
-        const { battery, rssi, fw } = parsed.value;
-        this.deps.presence.heard(deviceId, { battery, rssi, fw }, receivedAt, 'mqtt');
         return;
       }
       case 'status': {
@@ -70,6 +63,27 @@ export class DeviceUplink {
         return;
       }
     }
+  }
+
+  /**
+   * A heartbeat, handled in full before this returns: it never waits for
+   * anything, so the broker's lean lane calls it straight from the parser.
+   */
+  heartbeat(deviceId: string, payload: Buffer): void {
+    const receivedAt = this.deps.clock.now();
+    if (!this.admit(deviceId, 'heartbeat')) return;
+    const parsed = parseHeartbeat(payload);
+    if (!parsed.ok) return this.reject(deviceId, 'heartbeat', parsed);
+    const { battery, rssi, fw } = parsed.value;
+    this.deps.presence.heard(deviceId, { battery, rssi, fw }, receivedAt, 'mqtt');
+  }
+
+  /** Counts a message; false when the device is over its rate and the message is dropped (never an event). */
+  private admit(deviceId: string, channel: UplinkChannel): boolean {
+    this.received[channel]();
+    if (this.deps.rateLimiter.take(deviceId) || channel === 'event') return true;
+    this.deps.counters.inc('device_messages_dropped_total', { channel, reason: 'rate-limit' });
+    return false;
   }
 
   private reject(deviceId: string, channel: UplinkChannel, failure: Extract<ParsedPayload<unknown>, { ok: false }>): void {

@@ -6,12 +6,13 @@
 // laxer than MQTT 3.1.1 (INTERFACES §2).
 import type { AuthenticateError, Client, PublishPacket, Subscription } from 'aedes';
 import type { Logger } from 'pino';
-import { isUplink, parseDeviceTopic, topics } from '../../protocol/index.ts';
+import { isHeartbeatTopicOf, isUplink, parseDeviceTopic, topics } from '../../protocol/index.ts';
 import type { Counters } from '../metrics/counters.ts';
 import { IntakeError } from '../pipeline/alert-intake.ts';
 import type { Registry } from '../registry/registry.ts';
 import type { AuthLimiter } from './auth-limiter.ts';
 import type { DeviceUplink } from './device-uplink.ts';
+import type { PublishLane } from './publish-lane.ts';
 import { ServiceAccounts, type ServiceAccount } from './service-accounts.ts';
 
 /** CONNACK return code 5, "not authorized" (INTERFACES §2 fixes this code for bad credentials). */
@@ -158,6 +159,30 @@ export function makeAuthorizePublish({ uplink, principals, counters, log }: Hook
         done(err as Error);
       },
     );
+  };
+}
+
+/**
+ * A device's heartbeats on its own topic, handled in full before aedes would
+ * route them: what authorizePublish and DeviceUplink.handle would do, without
+ * aedes' handler chain, the promise or the routing. Devices can never
+ * subscribe to heartbeats, so only an integrator's account could receive one:
+ * if the configured accounts could, there is no lane and heartbeats take
+ * aedes' path (null).
+ */
+export function makeHeartbeatLane({ uplink, principals, accounts, log }: HookDeps): PublishLane | null {
+  if (accounts.anyMayReceive(topics.heartbeat('+'))) return null;
+  return function heartbeatLane(client: Client, packet: PublishPacket): boolean {
+    if (packet.qos !== 0 || packet.retain) return false;
+    const principal = principals.get(client);
+    if (principal?.kind !== 'device' || !isHeartbeatTopicOf(packet.topic, principal.id)) return false;
+    try {
+      uplink.heartbeat(principal.id, typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload);
+    } catch (err) {
+      // A bug here must not reach aedes' parser, nor cost the device its connection.
+      log.error({ err, clientId: client.id }, 'heartbeat handling failed');
+    }
+    return true;
   };
 }
 

@@ -1,5 +1,5 @@
 // The embedded MQTT broker: aedes on plain TCP, and optionally on TLS and
-// WebSocket listeners. Every stream passes the packet-size guard first.
+// WebSocket listeners. Every client's parser sits behind the packet-size guard.
 import { Aedes, type AedesOptions, type Client } from 'aedes';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -8,7 +8,9 @@ import type { Counters } from '../metrics/counters.ts';
 import {
   listenTcp, listenTls, listenWebSocket, type ListenerHandle, type OnListenerError, type StreamMeta, type TlsFiles, type Transport,
 } from './listeners.ts';
+import { forgetConnectPacket, plainParserBuffer } from './parser-memory.ts';
 import { guardPacketSize } from './packet-size-guard.ts';
+import { publishLane, type PublishLane } from './publish-lane.ts';
 import { indexedMemoryPersistence } from './retained-index.ts';
 
 export interface MqttBrokerOptions {
@@ -25,7 +27,10 @@ export interface MqttBrokerOptions {
 /** Above the ack and integrator publishes the commit queue's 20,000 pending writes can cause at once. */
 const BROKER_CONCURRENCY = 100_000;
 
-type Hooks = Required<Pick<AedesOptions, 'authenticate' | 'authorizePublish' | 'authorizeSubscribe' | 'authorizeForward'>>;
+type Hooks = Required<Pick<AedesOptions, 'authenticate' | 'authorizePublish' | 'authorizeSubscribe' | 'authorizeForward'>> & {
+  /** Publishes the gateway handles in full before aedes sees them (heartbeats); null = none. */
+  lane?: PublishLane | null;
+};
 
 /** A session opened, or ended: `lost` says why when the client sent no DISCONNECT, null when it did. */
 export type SessionChange = { clientId: string; open: true } | { clientId: string; open: false; lost: string | null };
@@ -48,8 +53,9 @@ export class MqttBroker {
   ) {}
 
   async start(): Promise<void> {
+    const { lane, ...hooks } = this.hooks;
     const aedes = await Aedes.createBroker({
-      ...this.hooks,
+      ...hooks,
       // A client that opens a connection and never completes CONNECT is closed after this.
       connectTimeout: this.opts.connectTimeoutMs,
       // A device that stops reading its acks is dropped instead of stalling delivery to everyone.
@@ -71,6 +77,7 @@ export class MqttBroker {
       this.log.debug({ err: err.message }, 'MQTT connection error before CONNECT');
     });
     aedes.on('clientReady', (client) => {
+      forgetConnectPacket(client);
       this.connected.set(client.id, client);
       this.log.debug({ clientId: client.id }, 'device connected');
       this.emitSession({ clientId: client.id, open: true });
@@ -91,12 +98,19 @@ export class MqttBroker {
     });
     this.aedes = aedes;
 
+    // One function for every connection, not one closure each: with 10,000 devices connected they add up.
+    const laneInstaller = lane ? publishLane(lane) : null;
+    const onOversized = (_client: unknown, meta: StreamMeta, declared: number | null) => {
+      this.counters.inc('mqtt_oversized_packets_total');
+      this.log.warn({ remote: meta.remoteAddress, transport: meta.transport, declared, limit: this.opts.maxPacketBytes, code: 'MQTT_PACKET_TOO_LARGE' },
+        'MQTT packet over the size limit: connection closed before reading it');
+    };
     const onStream = (stream: Duplex, meta: StreamMeta, req?: IncomingMessage) => {
-      aedes.handle(guardPacketSize(stream, this.opts.maxPacketBytes, (declared) => {
-        this.counters.inc('mqtt_oversized_packets_total');
-        this.log.warn({ remote: meta.remoteAddress, transport: meta.transport, declared, limit: this.opts.maxPacketBytes, code: 'MQTT_PACKET_TOO_LARGE' },
-          'MQTT packet over the size limit: connection closed before reading it');
-      }), req);
+      const client = aedes.handle(stream, req);
+      plainParserBuffer(client);
+      guardPacketSize(client, this.opts.maxPacketBytes, meta, onOversized);
+      laneInstaller?.(client);
+
     };
     const onError: OnListenerError = (err, meta) => {
       this.counters.inc('mqtt_listener_errors_total', { transport: meta.transport });

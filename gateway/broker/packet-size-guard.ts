@@ -1,10 +1,10 @@
 // aedes (through mqtt-packet) reads a packet's whole body into memory before
 // anyone can look at it, whatever size its header declares: an 8 MB "panic"
-// or a 256 MB remaining length would be buffered first. This guard sits
-// between the socket and aedes, reads only the fixed headers, and cuts the
-// connection as soon as a header declares more than the limit — before the
-// body arrives.
-import { Duplex } from 'node:stream';
+// or a 256 MB remaining length would be buffered first. This guard reads only
+// the fixed headers of what reaches aedes' parser, and cuts the connection as
+// soon as a header declares more than the limit — before the body arrives.
+// Until aedes reads, the socket itself holds at most its highWaterMark.
+import type { Duplex } from 'node:stream';
 
 export type ScanVerdict = { ok: true } | { ok: false; declared: number | null };
 
@@ -52,48 +52,50 @@ export class MqttHeaderScanner {
   }
 }
 
+/** A connection's scanner, kept on its parser so the guarded parse is one function for every connection. */
+class ConnectionGuard<M> extends MqttHeaderScanner {
+  refused = false;
+
+  constructor(maxPacketBytes: number, readonly meta: M, readonly onRefused: (client: unknown, meta: M, declared: number | null) => void) {
+    super(maxPacketBytes);
+  }
+}
+
+const GUARD = Symbol('packetSizeGuard');
+
+/** The parts of an aedes client and its mqtt-packet parser this guard reaches into. */
+interface GuardedParser {
+  parse(buf: Buffer): number;
+  client: { conn: Duplex };
+  [GUARD]: ConnectionGuard<unknown>;
+}
+
+/** The guarded parse: every chunk a connection reads passes here first. */
+export function guardedParse(this: GuardedParser, buf: Buffer): number {
+  const guard = this[GUARD];
+  if (guard.refused) return 0;
+  const verdict = guard.scan(buf);
+  if (verdict.ok) return (Object.getPrototypeOf(this) as GuardedParser).parse.call(this, buf);
+  guard.refused = true;
+  guard.onRefused(this.client, guard.meta, verdict.declared);
+  this.client.conn.destroy();
+  return 0;
+}
+
 /**
- * Wraps a connection so aedes only ever sees bytes whose packets fit the
- * limit. Writes pass straight through (corked ones as one). `onRefused` hears of each cut.
+ * Makes an aedes client's parser see only bytes whose packets fit the limit.
+ * aedes 1.x reads its connection in one place (`conn.read()` in `nextBatch`,
+ * lib/client.js) and hands every chunk to `_parser.parse`; this scans each
+ * chunk's headers first and, at the first header over the limit, destroys the
+ * connection instead, so the parser never buffers that body. No stream sits in
+ * between: a chunk costs one header scan, and aedes' writes (corked ones as one
+ * writev) go to the socket itself. `onRefused` (one function for all
+ * connections; `meta` is this connection's) hears of each cut.
  */
-export function guardPacketSize(inner: Duplex, maxPacketBytes: number, onRefused: (declared: number | null) => void): Duplex {
-  const scanner = new MqttHeaderScanner(maxPacketBytes);
-  const outer = new Duplex({
-    read() {
-      inner.resume();
-    },
-    write(chunk: Buffer, _enc, done) {
-      inner.write(chunk, done);
-    },
-    // aedes corks a client while it writes a packet's parts (and acks in a
-    // row): pass them on as one write, one syscall, not one per part.
-    writev(chunks, done) {
-      inner.write(chunks.length === 1 ? chunks[0]!.chunk : Buffer.concat(chunks.map((c) => c.chunk as Buffer)), done);
-    },
-    final(done) {
-      inner.end(done);
-    },
-    destroy(err, done) {
-      inner.destroy(err ?? undefined);
-      done(err);
-    },
-  });
-  inner.on('data', (chunk: Buffer) => {
-    const verdict = scanner.scan(chunk);
-    if (!verdict.ok) {
-      onRefused(verdict.declared);
-      inner.destroy();
-      outer.destroy();
-      return;
-    }
-    if (!outer.push(chunk)) inner.pause();
-  });
-  inner.on('end', () => outer.push(null));
-  inner.on('error', (err) => outer.destroy(err));
-  inner.on('close', () => {
-    if (!outer.destroyed) outer.destroy();
-  });
-  // The hooks log and rate-limit by the peer's address.
-  Object.defineProperty(outer, 'remoteAddress', { get: () => (inner as Duplex & { remoteAddress?: string }).remoteAddress });
-  return outer;
+export function guardPacketSize<M>(
+  client: unknown, maxPacketBytes: number, meta: M, onRefused: (client: unknown, meta: M, declared: number | null) => void,
+): void {
+  const parser = (client as { _parser: GuardedParser })._parser;
+  parser[GUARD] = new ConnectionGuard(maxPacketBytes, meta, onRefused) as ConnectionGuard<unknown>;
+  parser.parse = guardedParse;
 }

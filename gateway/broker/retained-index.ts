@@ -11,9 +11,15 @@ import { Readable } from 'node:stream';
 import { topicMatches } from './topic-filter.ts';
 
 interface Packet {
+  cmd?: string;
   topic: string;
   payload: Buffer;
+  qos?: number;
 }
+
+/** Distinct small payloads shared between retained messages (every device's config and "online" are alike); bounded. */
+const MAX_SHARED_PAYLOADS = 256;
+const MAX_SHARED_PAYLOAD_BYTES = 128;
 
 /** The parts of aedes' persistence this replaces (its typings do not describe the CommonJS factory). */
 interface MemoryPersistence {
@@ -37,10 +43,24 @@ export function indexedMemoryPersistence(): MemoryPersistence {
       for (const [topic, packet] of retained) if (topicMatches(filter, topic)) yield packet;
     }
   }
+  const shared = new Map<string, Buffer>();
+  /** One Buffer for every retained copy of the same small payload; a payload read off a socket is not kept as a view of its chunk. */
+  const sharedPayload = (payload: Buffer): Buffer => {
+    if (payload.length > MAX_SHARED_PAYLOAD_BYTES) return Buffer.from(payload);
+    const key = payload.toString('latin1');
+    let buf = shared.get(key);
+    if (!buf) {
+      buf = Buffer.from(payload);
+      if (shared.size < MAX_SHARED_PAYLOADS) shared.set(key, buf);
+    }
+    return buf;
+  };
   // Same semantics as the stock store: an empty payload clears the topic; a copy is kept.
+  // Only what aedes reads back when it delivers a retained message (lib/handlers/subscribe.js): 10,000
+  // devices keep 20,000 of them, and a full aedes Packet copy costs several hundred bytes more each.
   persistence.storeRetained = (packet, cb) => {
     if (packet.payload.length === 0) retained.delete(packet.topic);
-    else retained.set(packet.topic, { ...packet });
+    else retained.set(packet.topic, { cmd: packet.cmd ?? 'publish', topic: packet.topic, payload: sharedPayload(packet.payload), qos: packet.qos ?? 0 });
     if (cb) {
       process.nextTick(cb, null);
       return undefined;

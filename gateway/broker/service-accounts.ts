@@ -7,7 +7,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { TOPIC_ROOT } from '../../protocol/index.ts';
 import type { ServiceAccountConfig } from '../config.ts';
 import { verifySecret } from '../registry/secrets.ts';
-import { filterCovers, topicMatches } from './topic-filter.ts';
+import { filterCovers, filtersOverlap, topicMatches } from './topic-filter.ts';
 
 export interface ServiceAccount {
   username: string;
@@ -55,6 +55,15 @@ export class ServiceAccounts {
   static subscribeAllowed(account: ServiceAccount, filter: string): boolean {
     if (account.deny.some((d) => filterCovers(d, filter))) return false;
     return account.subscribe.some((a) => filterCovers(a, filter));
+  }
+
+  /**
+   * Could some account ever receive a message on a topic `filter` matches?
+   * Errs towards yes: an allow filter overlapping it counts unless a deny filter covers all of it.
+   */
+  anyMayReceive(filter: string): boolean {
+    return [...this.accounts.values()].some((a) =>
+      a.subscribe.some((s) => filtersOverlap(s, filter)) && !a.deny.some((d) => filterCovers(d, filter)));
   }
 
   /** Per message, for subscriptions that only partly overlap a deny filter: the deny list wins. */

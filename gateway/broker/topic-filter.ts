@@ -41,3 +41,18 @@ export function filterCovers(outer: string, inner: string): boolean {
   }
   return o.length === n.length;
 }
+
+/** Is there a topic both filters match? */
+export function filtersOverlap(a: string, b: string): boolean {
+  const x = a.split('/');
+  const y = b.split('/');
+  // A leading wildcard never matches a `$` topic, so it cannot meet a filter that names one.
+  if ((isWildcard(x[0]!) && y[0]!.startsWith('$')) || (isWildcard(y[0]!) && x[0]!.startsWith('$'))) return false;
+  for (let i = 0; ; i++) {
+    if (x[i] === '#' || y[i] === '#') return true;
+    if (i >= x.length || i >= y.length) return x.length === y.length;
+    if (x[i] !== '+' && y[i] !== '+' && x[i] !== y[i]) return false;
+  }
+}
+
+const isWildcard = (level: string) => level === '+' || level === '#';

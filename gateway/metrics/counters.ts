@@ -17,6 +17,14 @@ export class Counters {
     this.values.set(k, (this.values.get(k) ?? 0) + by);
   }
 
+  /** `inc(name, labels, by)` with the key built once, for counters bumped on every message. */
+  counter(name: string, labels?: Labels): (by?: number) => void {
+    const k = key(name, labels);
+    return (by = 1) => {
+      this.values.set(k, (this.values.get(k) ?? 0) + by);
+    };
+  }
+
   get(name: string, labels?: Labels): number {
     return this.values.get(key(name, labels)) ?? 0;
   }
