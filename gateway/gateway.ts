@@ -9,7 +9,8 @@ import { DeviceRateLimiter } from './broker/device-rate-limiter.ts';
 import { DeviceUplink } from './broker/device-uplink.ts';
 import { AuthLimiter } from './broker/auth-limiter.ts';
 import { tlsOptions, type Transport } from './broker/listeners.ts';
-import { makeAuthenticate, makeAuthorizeForward, makeAuthorizePublish, makeAuthorizeSubscribe, makeHeartbeatLane, type HookDeps } from './broker/hooks.ts';
+import { makeAuthenticate, makeAuthorizeForward, makeAuthorizePublish, makeAuthorizeSubscribe, makeEventLane, makeHeartbeatLane, type HookDeps } from './broker/hooks.ts';
+import { eitherLane } from './broker/publish-lane.ts';
 import { ServiceAccounts } from './broker/service-accounts.ts';
 import { announceOverMqtt } from './broker/mqtt-announcer.ts';
 import { MqttBroker } from './broker/mqtt-broker.ts';
@@ -288,7 +289,7 @@ export class Gateway {
       authorizePublish: makeAuthorizePublish(hookDeps),
       authorizeSubscribe: makeAuthorizeSubscribe(hookDeps),
       authorizeForward: makeAuthorizeForward(hookDeps),
-      lane: makeHeartbeatLane(hookDeps),
+      lane: eitherLane(makeHeartbeatLane(hookDeps), makeEventLane(hookDeps)),
     }, counters, this.log('mqtt')));
     broker.onSession((change) => {
       const at = clock.now();

@@ -1,14 +1,15 @@
-// Heartbeats through the broker's lean lane (gateway/broker/publish-lane.ts),
+// Heartbeats and events through the broker's lean lanes (gateway/broker/publish-lane.ts),
 // over real MQTT connections: they still update presence, bad ones are still
 // refused and counted, they keep a connection's keepalive alive, what the lane
-// declines still goes through aedes, and with an integrator account allowed
-// to subscribe to heartbeats there is no lane and the account gets them.
+// declines still goes through aedes, an event is acknowledged once stored, and
+// with an integrator account allowed to subscribe to heartbeats or events
+// there is no lane and the account gets them.
 import mqtt, { type MqttClient } from 'mqtt';
 import mqttPacket from 'mqtt-packet';
 import { connect as netConnect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LeanClient } from '../device-sim/lean-client.ts';
-import { topics } from '../protocol/index.ts';
+import { deriveAlertId, topics } from '../protocol/index.ts';
 import { collect, connectDevice, publish, startTestGateway, waitFor, type TestGateway } from './support/harness.ts';
 
 const CCTV = { username: 'cctv-centre', password: 'cctv-centre-password-1' };
@@ -150,5 +151,57 @@ describe('without the lane (an account may subscribe to heartbeats)', () => {
     await publish(d, topics.heartbeat(id), heartbeat(1), { qos: 0 });
     await waitFor(() => seen.some((m) => m.topic === topics.heartbeat(id) && m.body.battery === 42), 'the heartbeat at the account');
     await waitFor(async () => (await ctx.gw.api('GET', `/api/devices/${id}`)).json.battery === 42, 'the battery from the heartbeat');
+  });
+});
+
+/** Publishes aedes routed on this device topic: the lanes take theirs before aedes sees them. */
+function routedByAedes(gw: TestGateway, topic: string): () => number {
+  let routed = 0;
+  const aedes = (gw.gateway as unknown as { broker: { aedes: { on(e: 'publish', l: (p: { topic: string }) => void): void } } }).broker.aedes;
+  aedes.on('publish', (packet) => {
+    if (packet.topic === topic) routed++;
+  });
+  return () => routed;
+}
+
+const press = (seq: number) => JSON.stringify({ seq, ts: Date.now(), type: 'panic' });
+const stateOf = async (gw: TestGateway, alertId: string) => (await gw.api('GET', `/api/alerts/${alertId}`)).json.state as string | undefined;
+
+describe('the event lane (no account may subscribe to device events)', () => {
+  const ctx = gatewayWithAccount(['safehaven/v1/alerts/#']);
+
+  it('acknowledges an event once it is an alert, without aedes routing it, and a replay is acknowledged and refused', async () => {
+    const id = 'pb-store-0003';
+    const routed = routedByAedes(ctx.gw, topics.event(id));
+    const d = await connectDevice(ctx.gw.mqttUrl, id, ctx.gw.deviceSecret(id));
+    ctx.clients.push(d);
+    await publish(d, topics.event(id), press(5));
+    // The PUBACK came after the commit: the alert is there as soon as the publish resolves.
+    expect(await stateOf(ctx.gw, deriveAlertId(id, 5))).toBeDefined();
+    await waitFor(async () => (await stateOf(ctx.gw, deriveAlertId(id, 5))) === 'acknowledged', 'the police 2xx');
+    await publish(d, topics.event(id), press(3));
+    expect(ctx.gw.gateway.counters.total('alerts_replay_refused_total')).toBe(1);
+    expect(routed()).toBe(0);
+    expect(d.connected).toBe(true);
+  });
+});
+
+describe('without the event lane (an account may subscribe to device events)', () => {
+  const ctx = gatewayWithAccount(['safehaven/v1/dev/+/event']);
+
+  it('routes the event to the subscribed account through aedes and still stores and acknowledges it', async () => {
+    const cctv = mqtt.connect(ctx.gw.mqttUrl, { ...CCTV, clientId: 'cctv-2', reconnectPeriod: 0 });
+    ctx.clients.push(cctv);
+    await new Promise((resolve, reject) => { cctv.once('connect', resolve); cctv.once('error', reject); });
+    const seen = collect(cctv);
+    await cctv.subscribeAsync('safehaven/v1/dev/+/event', { qos: 1 });
+    const id = 'pb-store-0004';
+    const routed = routedByAedes(ctx.gw, topics.event(id));
+    const d = await connectDevice(ctx.gw.mqttUrl, id, ctx.gw.deviceSecret(id));
+    ctx.clients.push(d);
+    await publish(d, topics.event(id), press(1));
+    expect(await stateOf(ctx.gw, deriveAlertId(id, 1))).toBeDefined();
+    await waitFor(() => seen.some((m) => m.topic === topics.event(id) && m.body.seq === 1), 'the event at the account');
+    expect(routed()).toBe(1);
   });
 });

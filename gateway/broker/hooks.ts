@@ -5,6 +5,8 @@
 // another account's session. These hooks also close the gaps where aedes is
 // laxer than MQTT 3.1.1 (INTERFACES §2).
 import type { AuthenticateError, Client, PublishPacket, Subscription } from 'aedes';
+import mqttPacket from 'mqtt-packet';
+import type { Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import { isHeartbeatTopicOf, isUplink, parseDeviceTopic, topics } from '../../protocol/index.ts';
 import type { Counters } from '../metrics/counters.ts';
@@ -144,21 +146,65 @@ export function makeAuthorizePublish({ uplink, principals, counters, log }: Hook
     if (principal!.kind === 'account') return done(null);
     const { channel } = parseDeviceTopic(packet.topic)!;
     const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
-    uplink.handle(client.id, channel as 'event' | 'heartbeat' | 'status', payload).then(
-      () => done(null),
-      (err: unknown) => {
-        if (err instanceof IntakeError) {
-          // Retrying cannot fix a replay or a device without a site; acknowledge so it stops.
-          // The intake logged a replay (once per burst); the rest is loud.
-          if (err.code !== 'REPLAYED') log.error({ err, clientId: client.id, code: err.code }, 'event cannot become an alert');
-          return done(null);
-        }
-        // Not durable: no PUBACK. Closing the connection makes the device resend on reconnect.
-        counters.inc('mqtt_events_not_acked_total');
-        log.error({ err, clientId: client.id, topic: packet.topic }, 'event NOT acknowledged: the device will resend it');
-        done(err as Error);
-      },
-    );
+    settle({ counters, log }, client, packet.topic, uplink.handle(client.id, channel as 'event' | 'heartbeat' | 'status', payload), () => done(null), (err) => done(err));
+  };
+}
+
+/**
+ * What becomes of a device's message once the uplink has it: acknowledged
+ * when handled (for an event: durable), or when retrying cannot help; else no
+ * PUBACK, and `refuse` ends the connection so the device resends.
+ */
+function settle(
+  { counters, log }: Pick<HookDeps, 'counters' | 'log'>, client: Client, topic: string, handled: Promise<void>, ack: () => void, refuse: (err: Error) => void,
+): void {
+  handled.then(ack, (err: unknown) => {
+    if (err instanceof IntakeError) {
+      // Retrying cannot fix a replay or a device without a site; acknowledge so it stops.
+      // The intake logged a replay (once per burst); the rest is loud.
+      if (err.code !== 'REPLAYED') log.error({ err, clientId: client.id, code: err.code }, 'event cannot become an alert');
+      return ack();
+    }
+    // Not durable: no PUBACK. Closing the connection makes the device resend on reconnect.
+    counters.inc('mqtt_events_not_acked_total');
+    log.error({ err, clientId: client.id, topic }, 'event NOT acknowledged: the device will resend it');
+    refuse(err as Error);
+  });
+}
+
+/** What this reaches of an aedes 1.x client (lib/client.js). */
+interface ClientConnection {
+  conn: Writable;
+  connected: boolean;
+  closed: boolean;
+}
+
+/** The PUBACK aedes would write once authorizePublish says done; nothing to a connection already gone (the device resends). */
+function writePuback(client: Client, messageId: number): void {
+  const c = client as unknown as ClientConnection;
+  if (c.closed || !c.connected) return;
+  mqttPacket.writeToStream({ cmd: 'puback', messageId }, c.conn);
+}
+
+/**
+ * A device's own QoS 1 event, handled before aedes would take it through its
+ * handler chain and route it (an alert is ours alone): the uplink stores it,
+ * and the PUBACK is written once it is durable — exactly when
+ * authorizePublish's `done` would have had aedes write it — or the
+ * connection is closed unacknowledged. If a configured account could
+ * subscribe to device events, there is no lane and events take aedes' path.
+ */
+export function makeEventLane(deps: HookDeps): PublishLane | null {
+  const { uplink, principals, accounts } = deps;
+  if (accounts.anyMayReceive(topics.event('+'))) return null;
+  return function eventLane(client: Client, packet: PublishPacket): boolean {
+    if (packet.qos !== 1 || packet.retain || packet.messageId === undefined) return false;
+    const principal = principals.get(client);
+    if (principal?.kind !== 'device' || packet.topic !== topics.event(principal.id)) return false;
+    const messageId = packet.messageId;
+    const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
+    settle(deps, client, packet.topic, uplink.handle(principal.id, 'event', payload), () => writePuback(client, messageId), () => client.close());
+    return true;
   };
 }
 

@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { topics, type AckPayload } from '../../protocol/index.ts';
 import type { AlertBus, AlertChange, AlertChangeKind } from '../pipeline/alert-bus.ts';
 import type { MqttBroker } from './mqtt-broker.ts';
-import { topicMatches } from './topic-filter.ts';
+import { filtersOverlap } from './topic-filter.ts';
 
 export function ackFor(change: AlertChange): AckPayload {
   const { alert } = change;
@@ -23,12 +23,6 @@ export function tellsDevice(change: AlertChange): boolean {
   return DEVICE_HEARS.has(change.kind);
 }
 
-/** Could this filter match some alert's integrator topic? */
-export function reachesAlertTopics(filter: string): boolean {
-  const alertLevel = filter.split('/')[topics.alert('x').split('/').length - 1];
-  return topicMatches(filter, topics.alert(alertLevel && alertLevel !== '+' && alertLevel !== '#' ? alertLevel : 'any'));
-}
-
 /** `onDeviceAck`: a device ack was handed to the broker (latency metrics time "help is coming" by it). */
 export function announceOverMqtt(bus: AlertBus, broker: MqttBroker, log: Logger, onDeviceAck?: (change: AlertChange) => void): () => void {
   const failed = (what: string, alertId: string) => (err: unknown) => log.error({ err, alertId }, `could not publish ${what}`);
@@ -37,7 +31,7 @@ export function announceOverMqtt(bus: AlertBus, broker: MqttBroker, log: Logger,
   // receive one, and building and routing three per alert is wasted work.
   let integrators = false;
   broker.onSubscribe((filter) => {
-    integrators ||= reachesAlertTopics(filter);
+    integrators ||= filtersOverlap(filter, topics.alert('+'));
   });
   return bus.on((change) => {
     const { alert } = change;

@@ -67,6 +67,13 @@ function wholeQos0Publish(parser: LaneParser, buf: Buffer): PublishPacket | null
 }
 type PacketListener = (this: LaneParser, packet: { cmd: string }) => void;
 
+/** One lane made of several, asked in turn; null if none is on. */
+export function eitherLane(...lanes: Array<PublishLane | null>): PublishLane | null {
+  const on = lanes.filter((lane): lane is PublishLane => lane !== null);
+  if (on.length <= 1) return on[0] ?? null;
+  return (client, packet) => on.some((lane) => lane(client, packet));
+}
+
 /**
  * Returns what puts `lane` in front of a client's packet handling. aedes'
  * parser has one 'packet' listener (its `enqueue`, the same function for
