@@ -139,20 +139,25 @@ export class Dispatcher {
   }
 
   /**
-   * A slot is free: rows only the store knows first (they may be more urgent
-   * than anything waiting in memory; scanned at most every
-   * SCAN_WHILE_QUEUED_MS while alerts wait), then the next alerts from memory.
+   * A slot is free. Rows only the store knows come first (they may be more
+   * urgent than anything waiting in memory): when a scan is needed — at once
+   * if nothing waits in memory, else at most every SCAN_WHILE_QUEUED_MS — the
+   * slots freed this turn are left to one pump, which scans, then fills the
+   * rest from memory. Otherwise the next alert from memory takes the slot.
    */
   private slotFreed(): void {
     if (this.stopping) return;
-    if (this.scanNeeded && this.ready.size > 0 && this.deps.clock.now() - this.lastScanAt >= SCAN_WHILE_QUEUED_MS) this.scan();
+    if (this.scanNeeded && (this.ready.size === 0 || this.deps.clock.now() - this.lastScanAt >= SCAN_WHILE_QUEUED_MS)) return this.schedulePump();
+    this.fillFromReady();
+  }
+
+  private fillFromReady(): void {
     while (this.posting < this.opts.concurrency && this.ready.size > 0) {
       const { row, alert } = this.ready.shift()!;
       // What the intake held is still right for the POST: what can change meanwhile (state, police
       // status) is not sent, and an alert resolved while it waited was dropped (alertResolved).
       this.launch(row, alert);
     }
-    if (this.scanNeeded && this.posting < this.opts.concurrency) this.scan();
   }
 
   /**
@@ -189,9 +194,11 @@ export class Dispatcher {
     return { inFlight: this.inFlight.size, pending: alerts.pendingOutbox(), failingEndpoints: breaker.failing(), endpoints: breaker.report() };
   }
 
-  /** No free slot: the scan waits for one (slotFreed scans while scanNeeded). */
+  /** With no free slot the scan waits for one (slotFreed pumps again while scanNeeded). */
   private pump(): void {
-    if (!this.stopping && this.scanNeeded && this.posting < this.opts.concurrency) this.scan();
+    if (this.stopping) return;
+    if (this.scanNeeded && this.posting < this.opts.concurrency) this.scan();
+    this.fillFromReady();
   }
 
   private scan(): void {
