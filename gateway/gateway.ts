@@ -400,7 +400,7 @@ export class Gateway {
     // Attempts still out after the grace are cut off; their rows stay due in the outbox for the next start.
     await this.policeClient?.close();
     await this.metrics?.stop();
-    await this.registry?.flushPresence().catch((err) => this.rootLog.error({ err }, 'presence flush on shutdown failed'));
+    await this.registry?.flushPresence({ all: true }).catch((err) => this.rootLog.error({ err }, 'presence flush on shutdown failed'));
     await this.troubles?.stop();
     await this.store?.stop();
     await this.policeSim?.stop();

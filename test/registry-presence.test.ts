@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { systemClock } from '../gateway/clock.ts';
-import { Registry } from '../gateway/registry/registry.ts';
+import { PRESENCE_PERSIST_MS, Registry } from '../gateway/registry/registry.ts';
 import { seedDemoRegistry } from '../gateway/registry/seed.ts';
 import { CommitQueue } from '../gateway/store/commit-queue.ts';
 import { openDatabase, type Db } from '../gateway/store/database.ts';
@@ -44,5 +44,25 @@ describe('presence flush', () => {
     ids.forEach((id, i) => expect(stored.get(id)).toMatchObject({ lastSeen: 1_000_000 + i, battery: 50 + (i % 50), rssi: -60 }));
     expect(await registry.flushPresence()).toBe(0);
     expect(writes).toHaveBeenCalledTimes(2);
+  });
+
+  it('writes a device again within a minute only for a new battery level or firmware, and everything heard on shutdown', async () => {
+    const commits = new CommitQueue(db, silent);
+    const registry = new Registry(repo, commits, systemClock);
+    registry.load();
+    const [a, b, c] = repo.allDevices().map((d) => d.id);
+    for (const id of [a!, b!, c!]) registry.notePresence(id, { battery: 80, rssi: -60 }, 1_000_000);
+    expect(await registry.flushPresence()).toBe(3);
+
+    registry.notePresence(a!, { battery: 80, rssi: -61 }, 1_010_000);
+    registry.notePresence(b!, { battery: 79, rssi: -60 }, 1_010_000);
+    registry.notePresence(c!, { battery: 80, rssi: -60 }, 1_000_000 + PRESENCE_PERSIST_MS);
+    // b: new battery level; c: a minute since its last write; a: only heard again.
+    expect(await registry.flushPresence()).toBe(2);
+    expect(repo.allDevices().find((d) => d.id === a)).toMatchObject({ lastSeen: 1_000_000, rssi: -60 });
+    expect(registry.device(a!)).toMatchObject({ lastSeen: 1_010_000, rssi: -61 });
+
+    expect(await registry.flushPresence({ all: true })).toBe(1);
+    expect(repo.allDevices().find((d) => d.id === a)).toMatchObject({ lastSeen: 1_010_000, rssi: -61 });
   });
 });

@@ -12,6 +12,13 @@ export type AuthOutcome = 'ok' | 'unknown-device' | 'revoked' | 'bad-secret';
 
 /** Devices per presence transaction: about a millisecond of the event loop each. */
 const PRESENCE_CHUNK = 250;
+/**
+ * Last seen (and signal) reach the store at most this often per device: the
+ * in-memory value, which the API and supervision read, is always exact; the
+ * stored one is only what a restart starts from. A new battery level or
+ * firmware is written at the next flush.
+ */
+export const PRESENCE_PERSIST_MS = 60_000;
 
 /** Short prefix per type so an installer can tell a device's kind from its id. */
 export const DEVICE_ID_PREFIX: Record<DeviceType, string> = {
@@ -34,6 +41,8 @@ export class Registry {
   private readonly verified = new VerifiedSecretCache();
   /** Devices whose presence changed since the last flush to the store. */
   private dirty = new Set<string>();
+  /** The lastSeen each device had when its presence was last written. */
+  private readonly persistedSeen = new Map<string, number>();
 
   constructor(
     private readonly repo: RegistryRepo,
@@ -179,11 +188,13 @@ export class Registry {
   notePresence(deviceId: string, seen: { battery?: number; rssi?: number; fw?: string }, at: number): void {
     const device = this.devices.get(deviceId);
     if (!device) return;
+    const changed = (seen.battery !== undefined && seen.battery !== device.battery) || (seen.fw !== undefined && seen.fw !== device.fw);
     if (seen.battery !== undefined) device.battery = seen.battery;
     if (seen.rssi !== undefined) device.rssi = seen.rssi;
     if (seen.fw !== undefined) device.fw = seen.fw;
     device.lastSeen = at;
-    this.dirty.add(deviceId);
+    const persisted = this.persistedSeen.get(deviceId);
+    if (changed || persisted === undefined || at - persisted >= PRESENCE_PERSIST_MS) this.dirty.add(deviceId);
   }
 
   /**
@@ -191,8 +202,10 @@ export class Registry {
    * waits for the disk. In chunks, each committed before the next is queued:
    * ten thousand devices heard in one interval must not become one
    * transaction that holds the event loop (and every alert) for tens of ms.
+   * `all` (on shutdown): also every device heard since its last write.
    */
-  async flushPresence(): Promise<number> {
+  async flushPresence({ all = false } = {}): Promise<number> {
+    if (all) for (const [id, d] of this.devices) if (d.lastSeen !== null && d.lastSeen !== this.persistedSeen.get(id)) this.dirty.add(id);
     if (this.dirty.size === 0) return 0;
     const ids = [...this.dirty];
     this.dirty = new Set();
@@ -205,6 +218,7 @@ export class Registry {
       try {
         // Plain updates of existing rows: only a failing store can refuse them (no savepoint, see WriteOptions).
         await this.commits.write(() => rows.forEach((row) => this.repo.savePresence(row)), { ownSavepoint: false });
+        for (const row of rows) if (row.lastSeen !== null) this.persistedSeen.set(row.id, row.lastSeen);
       } catch (err) {
         for (const id of ids.slice(from)) this.dirty.add(id);
         throw err;
