@@ -355,14 +355,14 @@ async function main(): Promise<void> {
     }
 
     // 4. Burst.
-    let burst: BurstResult = { sent: null, delivered: null, dupes: null, drainS: null, rssGrowthMb: null };
+    let burst: BurstResult = { sent: null, delivered: null, dupes: null, dupesByAttempt: null, drainS: null, rssGrowthMb: null };
     if (runs('burst')) {
       if (BURST_DEVICES > CRIT_DEVICES) {
         await startFleet(fleets, all.slice(CRIT_DEVICES, BURST_DEVICES), mqttPort, 'burst devices');
       }
       await sleep(2000);
       burst = await runBurst(fleets, police, gw.pid, BURST_PRESSES);
-      progress(`burst: ${burst.sent} sent, ${burst.delivered} delivered, ${burst.dupes} dupes, drained in ${burst.drainS} s, RSS +${burst.rssGrowthMb} MB`);
+      progress(`burst: ${burst.sent} sent, ${burst.delivered} delivered, ${burst.dupes} dupes${burst.dupes ? ` (by attempt: ${JSON.stringify(burst.dupesByAttempt)})` : ''}, drained in ${burst.drainS} s, RSS +${burst.rssGrowthMb} MB`);
     }
 
     // 5. Scale.
@@ -412,7 +412,7 @@ async function main(): Promise<void> {
       p50_ms: critical.p50, p99_ms: critical.p99, p999_ms: critical.p999,
       baseline_p50_ms: baseline.p50, baseline_p99_ms: baseline.p99,
       ratio_p99: critical.p99 !== null && baseline.p99 ? round(critical.p99 / baseline.p99) : null,
-      burst_sent: burst.sent, burst_delivered: burst.delivered, burst_dupes: burst.dupes, burst_drain_s: burst.drainS,
+      burst_sent: burst.sent, burst_delivered: burst.delivered, burst_dupes: burst.dupes, burst_dupes_by_attempt: burst.dupesByAttempt, burst_drain_s: burst.drainS,
       rss_growth_mb: burst.rssGrowthMb,
       kb_per_device: round(kbPerDevice, 1), kb_per_device_at_scale: round(kbAtScale, 1), scale_devices: SCALE_DEVICES,
       cpu_pct_during_critical: critCpu, cpu_pct_during_baseline: baseCpu,
@@ -478,6 +478,7 @@ async function runBurst(fleets: Fleet[], police: PoliceReceiver, pid: number, pr
     rssPeak = Math.max(rssPeak, rssKiB(pid));
   }, 100);
   const requestsBefore = police.requests;
+  const repeatsBefore = new Map(police.repeatsByAttempt);
   const distinctBefore = police.distinct;
   const keys: string[] = [];
   const devices = fleets.flatMap((f) => Array.from({ length: f.size }, (_, i) => [f, i] as const));
@@ -506,6 +507,7 @@ async function runBurst(fleets: Fleet[], police: PoliceReceiver, pid: number, pr
   const delivered = keys.filter((k) => police.firstAt.has(k)).length;
   return {
     sent: presses, delivered, dupes: police.requests - requestsBefore - (police.distinct - distinctBefore),
+    dupesByAttempt: Object.fromEntries([...police.repeatsByAttempt].map(([attempt, n]) => [attempt, n - (repeatsBefore.get(attempt) ?? 0)] as const).filter(([, n]) => n > 0)),
     drainS: round((lastArrival - start) / 1000, 2), rssGrowthMb: round((rssPeak - rssBefore) / 1024, 1),
   };
 }

@@ -12,6 +12,8 @@ export class PoliceReceiver {
   /** First arrival per key. */
   readonly firstAt = new Map<string, number>();
   requests = 0;
+  /** Repeated keys by the `attempt` their body carried: 1 would be a double dispatch, 2+ a retry (e.g. after the gateway's per-attempt timeout). */
+  readonly repeatsByAttempt = new Map<number, number>();
   private listener: ((key: string, at: number) => void) | null = null;
 
   async start(): Promise<string> {
@@ -19,12 +21,15 @@ export class PoliceReceiver {
       // Timed when the headers are in: the body of an alert is a few hundred bytes in the same segment.
       const at = performance.now();
       const key = String(req.headers['idempotency-key'] ?? '');
-      req.resume();
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
         this.requests++;
         if (!this.firstAt.has(key)) {
           this.firstAt.set(key, at);
           this.listener?.(key, at);
+        } else {
+          this.noteRepeat(Buffer.concat(chunks));
         }
         res.writeHead(201, { 'content-type': 'application/json' }).end('{"caseId":"BENCH"}');
       });
@@ -32,6 +37,16 @@ export class PoliceReceiver {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     this.server = server;
     return `http://127.0.0.1:${(server.address() as AddressInfo).port}/alerts`;
+  }
+
+  private noteRepeat(body: Buffer): void {
+    let attempt = 0;
+    try {
+      attempt = Number((JSON.parse(body.toString('utf8')) as { attempt?: unknown }).attempt) || 0;
+    } catch {
+      // Not JSON (the baseline forwarder posts the device's event): attempt unknown, 0.
+    }
+    this.repeatsByAttempt.set(attempt, (this.repeatsByAttempt.get(attempt) ?? 0) + 1);
   }
 
   /** Called once per key, at its first arrival. */

@@ -29,6 +29,16 @@ function gatewayWithAccount(subscribe: string[]): { gw: TestGateway; clients: Mq
   return ctx;
 }
 
+/** The integrator account connected and subscribed to `filter`; what it receives. */
+async function accountFollowing(ctx: { gw: TestGateway; clients: MqttClient[] }, filter: string, qos: 0 | 1): Promise<Array<{ topic: string; body: any }>> {
+  const cctv = mqtt.connect(ctx.gw.mqttUrl, { ...CCTV, clientId: `cctv-${ctx.clients.length}`, reconnectPeriod: 0 });
+  ctx.clients.push(cctv);
+  await new Promise((resolve, reject) => { cctv.once('connect', resolve); cctv.once('error', reject); });
+  const seen = collect(cctv);
+  await cctv.subscribeAsync(filter, { qos });
+  return seen;
+}
+
 describe('the heartbeat lane (no account may subscribe to heartbeats)', () => {
   const ctx = gatewayWithAccount(['safehaven/v1/alerts/#']);
   const device = async (id: string, extra: mqtt.IClientOptions = {}) => {
@@ -140,11 +150,7 @@ describe('without the lane (an account may subscribe to heartbeats)', () => {
   const ctx = gatewayWithAccount(['safehaven/v1/dev/+/heartbeat']);
 
   it('delivers a device heartbeat to the subscribed account and still updates presence', async () => {
-    const cctv = mqtt.connect(ctx.gw.mqttUrl, { ...CCTV, clientId: 'cctv-1', reconnectPeriod: 0 });
-    ctx.clients.push(cctv);
-    await new Promise((resolve, reject) => { cctv.once('connect', resolve); cctv.once('error', reject); });
-    const seen = collect(cctv);
-    await cctv.subscribeAsync('safehaven/v1/dev/+/heartbeat', { qos: 0 });
+    const seen = await accountFollowing(ctx, 'safehaven/v1/dev/+/heartbeat', 0);
     const id = 'pb-store-0001';
     const d = await connectDevice(ctx.gw.mqttUrl, id, ctx.gw.deviceSecret(id));
     ctx.clients.push(d);
@@ -190,11 +196,7 @@ describe('without the event lane (an account may subscribe to device events)', (
   const ctx = gatewayWithAccount(['safehaven/v1/dev/+/event']);
 
   it('routes the event to the subscribed account through aedes and still stores and acknowledges it', async () => {
-    const cctv = mqtt.connect(ctx.gw.mqttUrl, { ...CCTV, clientId: 'cctv-2', reconnectPeriod: 0 });
-    ctx.clients.push(cctv);
-    await new Promise((resolve, reject) => { cctv.once('connect', resolve); cctv.once('error', reject); });
-    const seen = collect(cctv);
-    await cctv.subscribeAsync('safehaven/v1/dev/+/event', { qos: 1 });
+    const seen = await accountFollowing(ctx, 'safehaven/v1/dev/+/event', 1);
     const id = 'pb-store-0004';
     const routed = routedByAedes(ctx.gw, topics.event(id));
     const d = await connectDevice(ctx.gw.mqttUrl, id, ctx.gw.deviceSecret(id));

@@ -365,7 +365,7 @@ export class Dispatcher {
       await commits.write(() => {
         alerts.scheduleRetry(row.alertId, row.target, attempt, nextAt, error);
         if (isMilestone(attempt)) alerts.addEvent(row.alertId, now, 'dispatch-failed', null, null, { target: row.target, attempt, error });
-      });
+      }, { outsideLimit: true });
     } catch (err) {
       // The row stays due in the store and is retried on the next pump.
       log.error({ err, alertId: row.alertId }, 'could not record a failed police attempt');
@@ -383,7 +383,7 @@ export class Dispatcher {
     const until = clock.now() + this.opts.retryMaxMs;
     counters.inc('police_parked_total', { target: row.target });
     try {
-      await commits.write(() => alerts.deferOutbox(row.alertId, row.target, until));
+      await commits.write(() => alerts.deferOutbox(row.alertId, row.target, until), { outsideLimit: true });
     } catch (err) {
       log.error({ err, alertId: row.alertId }, 'could not park an alert behind an open breaker');
     }

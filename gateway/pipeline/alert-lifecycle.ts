@@ -35,7 +35,8 @@ export class AlertLifecycle {
   async dispatched(alertId: string, target: OutboxTarget, url: string): Promise<void> {
     const { alerts, commits, clock } = this.deps;
     // The alert path's state changes are plain updates that only a failing store can refuse: no savepoint (see WriteOptions).
-    const moved = await commits.write(() => alerts.advance(alertId, 'dispatched', clock.now(), null, { target, url }), { ownSavepoint: false });
+    // Outcomes of police attempts are bounded by the dispatcher's concurrency: never refused for a burst of inserts (see WriteOptions).
+    const moved = await commits.write(() => alerts.advance(alertId, 'dispatched', clock.now(), null, { target, url }), { ownSavepoint: false, outsideLimit: true });
     if (moved) this.announce('state', moved);
   }
 
@@ -49,7 +50,7 @@ export class AlertLifecycle {
       // The responsible station has it: the fallback, if engaged (only ever after an escalation) and still trying, is no longer needed.
       if (target === 'primary' && (advanced === null || advanced.escalatedAt !== null)) alerts.cancelOutboxTarget(alertId, 'fallback', at, 'cancelled: primary endpoint delivered');
       return advanced;
-    }, { ownSavepoint: false });
+    }, { ownSavepoint: false, outsideLimit: true });
     const alert = moved ?? alerts.get(alertId);
     if (alert) this.announce(moved ? 'state' : 'delivered', alert);
   }

@@ -44,6 +44,13 @@ export interface WriteOptions {
    * is rejected, as if the commit had failed.
    */
   ownSavepoint?: boolean;
+  /**
+   * true: never refused as STORE_OVERLOADED. For writes their caller bounds
+   * itself and that must not be lost to a burst of others: the outcome of a
+   * police attempt (at most `police.concurrency` in flight) — refused, the
+   * attempt would count as unrecorded and the alert be POSTed again.
+   */
+  outsideLimit?: boolean;
 }
 
 export interface StoreHealth {
@@ -104,7 +111,7 @@ export class CommitQueue {
   write<T>(fn: () => T, opts: WriteOptions = {}): Promise<T> {
     if (this.closed) return Promise.reject(new StoreError('STORE_CLOSED', 'store is closed'));
     if (this.flushFailed) return Promise.reject(this.unflushable());
-    if (this.pending.length >= this.opts.maxPending) {
+    if (!opts.outsideLimit && this.pending.length >= this.opts.maxPending) {
       this.health.rejectedOverloaded++;
       return Promise.reject(new StoreError('STORE_OVERLOADED', `more than ${this.opts.maxPending} writes pending`));
     }
