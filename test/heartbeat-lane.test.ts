@@ -173,17 +173,22 @@ function routedByAedes(gw: TestGateway, topic: string): () => number {
 const press = (seq: number) => JSON.stringify({ seq, ts: Date.now(), type: 'panic' });
 const stateOf = async (gw: TestGateway, alertId: string) => (await gw.api('GET', `/api/alerts/${alertId}`)).json.state as string | undefined;
 
+/** Device `id` connects and presses `seq`; the PUBACK comes after the commit, so the alert is there as soon as the publish resolves. */
+async function pressStored(ctx: { gw: TestGateway; clients: MqttClient[] }, id: string, seq: number): Promise<{ device: MqttClient; routed: () => number }> {
+  const routed = routedByAedes(ctx.gw, topics.event(id));
+  const device = await connectDevice(ctx.gw.mqttUrl, id, ctx.gw.deviceSecret(id));
+  ctx.clients.push(device);
+  await publish(device, topics.event(id), press(seq));
+  expect(await stateOf(ctx.gw, deriveAlertId(id, seq))).toBeDefined();
+  return { device, routed };
+}
+
 describe('the event lane (no account may subscribe to device events)', () => {
   const ctx = gatewayWithAccount(['safehaven/v1/alerts/#']);
 
   it('acknowledges an event once it is an alert, without aedes routing it, and a replay is acknowledged and refused', async () => {
     const id = 'pb-store-0003';
-    const routed = routedByAedes(ctx.gw, topics.event(id));
-    const d = await connectDevice(ctx.gw.mqttUrl, id, ctx.gw.deviceSecret(id));
-    ctx.clients.push(d);
-    await publish(d, topics.event(id), press(5));
-    // The PUBACK came after the commit: the alert is there as soon as the publish resolves.
-    expect(await stateOf(ctx.gw, deriveAlertId(id, 5))).toBeDefined();
+    const { device: d, routed } = await pressStored(ctx, id, 5);
     await waitFor(async () => (await stateOf(ctx.gw, deriveAlertId(id, 5))) === 'acknowledged', 'the police 2xx');
     await publish(d, topics.event(id), press(3));
     expect(ctx.gw.gateway.counters.total('alerts_replay_refused_total')).toBe(1);
@@ -198,11 +203,7 @@ describe('without the event lane (an account may subscribe to device events)', (
   it('routes the event to the subscribed account through aedes and still stores and acknowledges it', async () => {
     const seen = await accountFollowing(ctx, 'safehaven/v1/dev/+/event', 1);
     const id = 'pb-store-0004';
-    const routed = routedByAedes(ctx.gw, topics.event(id));
-    const d = await connectDevice(ctx.gw.mqttUrl, id, ctx.gw.deviceSecret(id));
-    ctx.clients.push(d);
-    await publish(d, topics.event(id), press(1));
-    expect(await stateOf(ctx.gw, deriveAlertId(id, 1))).toBeDefined();
+    const { routed } = await pressStored(ctx, id, 1);
     await waitFor(() => seen.some((m) => m.topic === topics.event(id) && m.body.seq === 1), 'the event at the account');
     expect(routed()).toBe(1);
   });
