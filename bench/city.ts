@@ -352,6 +352,8 @@ async function main(): Promise<void> {
       progress(`gateway press → police: p50 ${critical.p50} ms, p99 ${critical.p99} ms, p99.9 ${critical.p999} ms (${critical.count} timed, ${critical.missing} missing)`);
       const stages = await gatewayStages(httpPort);
       progress(`gateway's own stage times (p50/p99 ms, /api/latency): ${stages}`);
+      // A supervision storm (devices judged offline, then back) would be part of the gateway's load.
+      progress(`gateway supervision after the critical path: ${await gatewaySupervision(httpPort)}`);
     }
 
     // 4. Burst.
@@ -465,6 +467,17 @@ async function gatewayStages(httpPort: number): Promise<string> {
     });
     const body = await res.json() as { stages?: Record<string, { p50: number | null; p99: number | null } | null> };
     return Object.entries(body.stages ?? {}).map(([k, v]) => `${k} ${v?.p50 ?? '-'}/${v?.p99 ?? '-'}`).join(', ');
+  } catch (err) {
+    return `unavailable (${(err as Error).message})`;
+  }
+}
+
+async function gatewaySupervision(httpPort: number): Promise<string> {
+  try {
+    const res = await fetch(`http://127.0.0.1:${httpPort}/healthz`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` }, signal: AbortSignal.timeout(10_000) });
+    const body = await res.json() as { supervision?: { devices: number; missed: number; openTroubles: number } };
+    const sup = body.supervision;
+    return sup ? `${sup.devices} supervised, ${sup.missed} missed their check-in, ${sup.openTroubles} troubles open` : 'unavailable';
   } catch (err) {
     return `unavailable (${(err as Error).message})`;
   }
