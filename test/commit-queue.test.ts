@@ -161,6 +161,17 @@ describe('CommitQueue', () => {
       expect(q.status()).toMatchObject({ ok: true, flushing: 0, commits: 1 });
     });
 
+    it('reports the store failing while a flush hangs, and healthy again once it returns', async () => {
+      const flusher = manualFlusher();
+      const q = new CommitQueue(db, pino({ level: 'silent' }), { maxPending: 100, maxBatch: 10, flushStallMs: 50 }, flusher);
+      const written = q.write(insert(1));
+      await new Promise((r) => setTimeout(r, 100));
+      expect(q.status()).toMatchObject({ ok: false, lastError: expect.stringContaining('WAL flush not finished') });
+      flusher.calls[0]!.resolve();
+      await written;
+      expect(q.status()).toMatchObject({ ok: true });
+    });
+
     it('after a failed flush acknowledges nothing again — not even batches whose later flush succeeds — and close still ends', async () => {
       const flusher = manualFlusher();
       const q = new CommitQueue(db, pino({ level: 'silent' }), undefined, flusher);

@@ -33,7 +33,11 @@ export interface CommitQueueOptions {
   maxPending: number;
   /** Jobs per transaction: bounds how long one flush holds the event loop. */
   maxBatch: number;
+  /** A WAL flush running longer than this makes the store report failing (a disk that stopped answering). */
+  flushStallMs?: number;
 }
+
+const FLUSH_STALL_MS = 10_000;
 
 export interface WriteOptions {
   /**
@@ -77,6 +81,8 @@ export class CommitQueue {
     ok: true, lastError: null, lastErrorAt: null, commits: 0, failedCommits: 0, rejectedOverloaded: 0, pending: 0, flushing: 0,
   };
   private flushesRunning = 0;
+  /** When each flush asked for and not yet settled was asked for, oldest first (they settle in order). */
+  private readonly flushAskedAt: number[] = [];
   private holds = 0;
   /**
    * A WAL flush failed. Unlike a failed commit, its transactions stay
@@ -212,7 +218,15 @@ export class CommitQueue {
     // (the early POST may run), but no caller acknowledges anything until the flush.
     this.health.flushing += batch.length;
     this.flushesRunning++;
-    const done = this.flusher.flush().then(settle, (error: unknown) => this.failFlush(batch, error)).finally(() => {
+    this.flushAskedAt.push(Date.now());
+    const flushed = () => this.flushAskedAt.shift();
+    const done = this.flusher.flush().then(() => {
+      flushed();
+      settle();
+    }, (error: unknown) => {
+      flushed();
+      this.failFlush(batch, error);
+    }).finally(() => {
       this.health.flushing -= batch.length;
       this.flushesRunning--;
       if (this.pending.length > 0) this.schedule();
@@ -276,7 +290,14 @@ export class CommitQueue {
   }
 
   status(): StoreHealth {
-    return { ...this.health, pending: this.pending.length };
+    const status = { ...this.health, pending: this.pending.length };
+    // A hung fdatasync fails nothing by itself: nothing is acknowledged, and the store must say why.
+    const oldest = this.flushAskedAt[0];
+    const stalledMs = oldest === undefined ? 0 : Date.now() - oldest;
+    if (stalledMs > (this.opts.flushStallMs ?? FLUSH_STALL_MS)) {
+      return { ...status, ok: false, lastError: `WAL flush not finished after ${Math.round(stalledMs / 1000)} s: the disk is not answering; nothing is acknowledged meanwhile`, lastErrorAt: oldest! };
+    }
+    return status;
   }
 
   /** Commits what is pending and waits until every batch is flushed and its callers told. */
