@@ -63,7 +63,7 @@ export function policeRequest(route: ResolvedRoute, input: PoliceBodyInput): { b
 }
 
 /** New alerts held in memory for a slot; the commit queue's own bound (its pending writes) is the same. */
-export const READY_MAX = 20_000;
+const READY_MAX = 20_000;
 
 /**
  * While alerts wait in memory, the store is scanned at most this often: it

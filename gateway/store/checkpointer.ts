@@ -17,7 +17,7 @@ const INLINE_AUTOCHECKPOINT_PAGES = 1000;
  * during a checkpoint. Past this many frames (64 MiB of 4 KiB pages) the
  * gateway holds its writes for one checkpoint, so the next one restarts it.
  */
-export const LARGE_WAL_FRAMES = 16_384;
+const LARGE_WAL_FRAMES = 16_384;
 /** A worker that does not answer within this does not hold the gateway's writes any longer. */
 const HOLD_MAX_MS = 1000;
 
