@@ -5,8 +5,6 @@
 // another account's session. These hooks also close the gaps where aedes is
 // laxer than MQTT 3.1.1 (INTERFACES §2).
 import type { AuthenticateError, Client, PublishPacket, Subscription } from 'aedes';
-import mqttPacket from 'mqtt-packet';
-import type { Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import { isHeartbeatTopicOf, isUplink, parseDeviceTopic, topics } from '../../protocol/index.ts';
 import type { Counters } from '../metrics/counters.ts';
@@ -14,7 +12,7 @@ import { IntakeError } from '../pipeline/alert-intake.ts';
 import type { Registry } from '../registry/registry.ts';
 import type { AuthLimiter } from './auth-limiter.ts';
 import type { DeviceUplink } from './device-uplink.ts';
-import type { PublishLane } from './publish-lane.ts';
+import { writePuback, type PublishLane } from './publish-lane.ts';
 import { ServiceAccounts, type ServiceAccount } from './service-accounts.ts';
 
 /** CONNACK return code 5, "not authorized" (INTERFACES §2 fixes this code for bad credentials). */
@@ -170,20 +168,6 @@ function settle(
     log.error({ err, clientId: client.id, topic }, 'event NOT acknowledged: the device will resend it');
     refuse(err as Error);
   });
-}
-
-/** What this reaches of an aedes 1.x client (lib/client.js). */
-interface ClientConnection {
-  conn: Writable;
-  connected: boolean;
-  closed: boolean;
-}
-
-/** The PUBACK aedes would write once authorizePublish says done; nothing to a connection already gone (the device resends). */
-function writePuback(client: Client, messageId: number): void {
-  const c = client as unknown as ClientConnection;
-  if (c.closed || !c.connected) return;
-  mqttPacket.writeToStream({ cmd: 'puback', messageId }, c.conn);
 }
 
 /**

@@ -8,7 +8,9 @@
 // packet (the usual case), straight off the bytes before the parser; whatever
 // it declines goes on to the parser and aedes unchanged.
 import type { Client, PublishPacket } from 'aedes';
+import mqttPacket from 'mqtt-packet';
 import type { EventEmitter } from 'node:events';
+import type { Writable } from 'node:stream';
 import { guardedParse } from './packet-size-guard.ts';
 
 /** True if the packet was handled in full and aedes must not see it; false to leave it to aedes. Must not throw. */
@@ -17,6 +19,7 @@ export type PublishLane = (client: Client, packet: PublishPacket) => boolean;
 /** What this reaches of an aedes 1.x client (lib/client.js) and its parser. */
 interface ClientInternals {
   _parser: LaneParser;
+  conn: Writable;
   connected: boolean;
   closed: boolean;
   _keepaliveInterval: number;
@@ -66,6 +69,13 @@ function wholeQos0Publish(parser: LaneParser, buf: Buffer): PublishPacket | null
   return { cmd: 'publish', topic: buf.toString('latin1', i + 2, topicEnd), payload: buf.subarray(topicEnd), qos: 0, retain: false, dup: false } as PublishPacket;
 }
 type PacketListener = (this: LaneParser, packet: { cmd: string }) => void;
+
+/** The PUBACK aedes would write for a QoS 1 publish a lane took; nothing to a connection already gone (the device resends). */
+export function writePuback(client: Client, messageId: number): void {
+  const c = client as unknown as ClientInternals;
+  if (c.closed || !c.connected) return;
+  mqttPacket.writeToStream({ cmd: 'puback', messageId }, c.conn);
+}
 
 /** One lane made of several, asked in turn; null if none is on. */
 export function eitherLane(...lanes: Array<PublishLane | null>): PublishLane | null {

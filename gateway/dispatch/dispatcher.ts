@@ -236,18 +236,15 @@ export class Dispatcher {
       this.posting--;
       this.slotFreed();
     };
-    void this.attempt(row, postDone, known).then((delivered) => {
-      postDone();
-      this.inFlight.delete(key);
-      // Not delivered: its row is due again later (a retry, a parked row), so the timer must know.
-      if (!delivered) this.notify();
-    }, (err: unknown) => {
+    void this.attempt(row, postDone, known).catch((err: unknown) => {
       // The outcome could not be recorded (store failing or closed): the row is still due and goes out again.
       this.deps.log.error({ err, alertId: row.alertId, target: row.target }, 'police attempt outcome not recorded; it will be retried');
+      return false;
+    }).then((done) => {
       postDone();
       this.inFlight.delete(key);
-      this.notify();
-    }).finally(() => {
+      // Not done: its row is due again later (a retry, a parked row, an unrecorded outcome), so the store and the timer must know.
+      if (!done) this.notify();
       if (this.inFlight.size === 0 && this.idle) this.idle();
     });
   }
@@ -281,10 +278,7 @@ export class Dispatcher {
       this.scanNeeded = true;
       return;
     }
-    this.timer = setTimeout(() => {
-      this.scanNeeded = true;
-      this.pump();
-    }, Math.max(delay, 5));
+    this.timer = setTimeout(() => this.notify(), Math.max(delay, 5));
     this.timer.unref();
   }
 

@@ -80,8 +80,7 @@ export class CommitQueue {
   private readonly health: StoreHealth = {
     ok: true, lastError: null, lastErrorAt: null, commits: 0, failedCommits: 0, rejectedOverloaded: 0, pending: 0, flushing: 0,
   };
-  private flushesRunning = 0;
-  /** When each flush asked for and not yet settled was asked for, oldest first (they settle in order). */
+  /** When each flush asked for and not yet settled was asked for, oldest first (they settle in order): its length is the flushes running. */
   private readonly flushAskedAt: number[] = [];
   private holds = 0;
   /**
@@ -136,7 +135,7 @@ export class CommitQueue {
    */
   private schedule(): void {
     if (this.scheduled) return;
-    if ((this.flushesRunning > 0 || this.holds > 0) && this.pending.length < this.opts.maxBatch) return;
+    if ((this.flushAskedAt.length > 0 || this.holds > 0) && this.pending.length < this.opts.maxBatch) return;
     this.scheduled = true;
     setImmediate(() => {
       // A hold that began after this was scheduled wins: its release schedules again.
@@ -217,7 +216,6 @@ export class CommitQueue {
     // Committed but not yet on disk: readers on this connection already see it
     // (the early POST may run), but no caller acknowledges anything until the flush.
     this.health.flushing += batch.length;
-    this.flushesRunning++;
     this.flushAskedAt.push(Date.now());
     const flushed = () => this.flushAskedAt.shift();
     const done = this.flusher.flush().then(() => {
@@ -228,7 +226,6 @@ export class CommitQueue {
       this.failFlush(batch, error);
     }).finally(() => {
       this.health.flushing -= batch.length;
-      this.flushesRunning--;
       if (this.pending.length > 0) this.schedule();
     });
     this.flushed = Promise.all([this.flushed, done]).then(() => undefined);
