@@ -5,6 +5,7 @@
 //   npm run bench                # full: 10,000 devices at 1,000 presses/s for 30 s, burst of 20,000, scale to 50,000
 //   npm run bench -- --quick     # ≤ 3 minutes: 10 s of presses, a burst of 10,000 from 10,000 devices, scale at 10,000
 //   npm run bench -- --keep-data # keep the gateway's data dir
+//   npm run bench -- --quick --critical-sec 30   # a longer critical path (and baseline) for a steadier p99
 //   npm run bench -- --quick --phases connect,heartbeat,baseline --heartbeat-rounds 5
 //                                # only some phases (default: all); "baseline" is mosquitto's connect and
 //                                # heartbeat cost, plus its presses when "critical" is chosen too; the
@@ -43,6 +44,8 @@ const { values: args } = parseArgs({
     phases: { type: 'string', default: 'heartbeat,critical,burst,scale,baseline' },
     /** Heartbeat-cost rounds per server; the figure is their median (CPU time per heartbeat is noisy on a shared machine). */
     'heartbeat-rounds': { type: 'string', default: '1' },
+    /** Seconds of presses in the critical path and its baseline (default 10 quick, 30 full): longer runs give steadier tails. */
+    'critical-sec': { type: 'string' },
   },
   strict: true,
 });
@@ -65,7 +68,8 @@ if (POLICE_CONCURRENCY !== null && !(Number.isInteger(POLICE_CONCURRENCY) && POL
 
 const CRIT_DEVICES = cap(10_000);
 const RATE = 1000;
-const CRIT_SEC = QUICK ? 10 : 30;
+const CRIT_SEC = args['critical-sec'] === undefined ? (QUICK ? 10 : 30) : Number(args['critical-sec']);
+if (!(Number.isInteger(CRIT_SEC) && CRIT_SEC >= 2 && CRIT_SEC <= 600)) throw new Error('--critical-sec must be a whole number from 2 to 600');
 const WARMUP_SEC = 1;
 const BURST_PRESSES = QUICK ? 10_000 : 20_000;
 const BURST_DEVICES = cap(QUICK ? 10_000 : 20_000);
@@ -78,7 +82,8 @@ const POLICE_SECRET = 'bench-police-secret-0123456789';
 const ADMIN_TOKEN = 'bench-admin-token-0123456789abcdef';
 
 const scaledDown: string[] = [];
-if (QUICK) scaledDown.push(`quick: ${CRIT_SEC} s of presses (full: 30 s)`, `quick: burst of ${BURST_PRESSES} from ${BURST_DEVICES} devices (full: 20,000 from 20,000)`, `quick: scale at ${SCALE_DEVICES} devices (full: 50,000)`, `quick: ${HB_COUNT} heartbeats per server (full: 50,000)`);
+if (CRIT_SEC < 30) scaledDown.push(`${CRIT_SEC} s of presses (full: 30 s)`);
+if (QUICK) scaledDown.push(`quick: burst of ${BURST_PRESSES} from ${BURST_DEVICES} devices (full: 20,000 from 20,000)`, `quick: scale at ${SCALE_DEVICES} devices (full: 50,000)`, `quick: ${HB_COUNT} heartbeats per server (full: 50,000)`);
 for (const [what, want, got] of [['critical-path devices', 10_000, CRIT_DEVICES], ['burst devices', QUICK ? 10_000 : 20_000, BURST_DEVICES], ['scale devices', QUICK ? 10_000 : 50_000, SCALE_DEVICES]] as const) {
   if (got < want) scaledDown.push(`${what}: ${got} instead of ${want} (open-file limit ${FD_LIMIT}; raise it with ulimit -n as root)`);
 }

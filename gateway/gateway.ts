@@ -20,7 +20,7 @@ import { ADMIN_TOKEN_FILE, loadOrCreateSecret, POLICE_SECRET_FILE } from './data
 import { CircuitBreaker } from './dispatch/circuit-breaker.ts';
 import { Dispatcher } from './dispatch/dispatcher.ts';
 import { EscalationWatch } from './dispatch/escalation-watch.ts';
-import { createPoliceClient, type PoliceHttpClient } from './dispatch/police-client.ts';
+import { startPoliceClient, type PoliceHttpClient } from './dispatch/police-client.ts';
 import { RouteTable } from './dispatch/route-table.ts';
 import { buildApp } from './http/app.ts';
 import { FeedHub } from './http/feed-hub.ts';
@@ -222,7 +222,7 @@ export class Gateway {
     latency.attach(bus);
     // The dispatcher is built after the lifecycle it uses: looked up when an alert is resolved.
     const lifecycle = new AlertLifecycle({ alerts, audit, commits, registry, bus, clock, onResolving: (alertId) => this.dispatcher?.alertResolved(alertId) });
-    this.policeClient = this.deps.policeClient ?? createPoliceClient({ connectionsPerOrigin: config.police.concurrency });
+    this.policeClient = this.deps.policeClient ?? (await startPoliceClient({ connectionsPerOrigin: config.police.concurrency, log: this.log('dispatch') }));
     const breaker = new CircuitBreaker(
       { failureThreshold: BREAKER_FAILURES, openBaseMs: config.police.retryBaseMs, openMaxMs: Math.min(config.police.retryMaxMs, BREAKER_MAX_OPEN_MS) },
       clock, this.log('dispatch'),
@@ -377,7 +377,7 @@ export class Gateway {
       ...(simulator ? { warning: 'ALERTS GO TO A POLICE SIMULATOR, NOT TO THE POLICE: set SAFEHAVEN_POLICE_URL' } : {}),
       broker: { status: 'ok', port: this.broker!.port(), connectedClients: this.broker!.connectedClients() },
       store: { status: store.ok ? 'ok' : 'failing', ...store },
-      police: { simulator, defaultUrl: policeUrl, routes: this.routes!.describe(), ...dispatch },
+      police: { simulator, defaultUrl: policeUrl, routes: this.routes!.describe(), clientThread: this.policeClient?.thread ?? null, ...dispatch },
       influx: this.metrics!.status(),
       serial,
       supervision: { ...this.supervisor!.status(), openTroubles: this.troubles!.openCount() },

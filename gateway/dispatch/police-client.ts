@@ -1,17 +1,16 @@
 // The HTTP client for police endpoints: keep-alive connections (undici) and a
 // hard per-attempt deadline. Node's fetch would wait up to 300 s on a server
 // that accepts and never answers; a panic alert cannot.
-import { Agent, request } from 'undici';
+//
+// The POSTs run on a worker thread (police-worker.mjs): at 1,000 alerts a
+// second undici took about a sixth of the main thread, which also runs the
+// broker and the store. Should the worker fail to start or die, the client
+// carries on in this thread: slower, never stopped.
+import { Worker } from 'node:worker_threads';
+import type { Logger } from 'pino';
+import { classifyPoliceError, createUndiciPoster, type PoliceAnswerRaw, type PoliceFailureCode } from './police-http.mjs';
 
-/** A police answer is a small JSON object; more than this is not read. */
-const MAX_ANSWER_BYTES = 64 * 1024;
-
-export interface PoliceAnswerRaw {
-  status: number;
-  body: string;
-}
-
-export type PoliceFailureCode = 'TIMEOUT' | 'CONNECTION' | 'HTTP_CLIENT';
+export type { PoliceAnswerRaw, PoliceFailureCode };
 
 export class PoliceRequestError extends Error {
   constructor(readonly code: PoliceFailureCode, message: string, options?: ErrorOptions) {
@@ -22,53 +21,136 @@ export class PoliceRequestError extends Error {
 export interface PoliceHttpClient {
   post(url: string, body: string, headers: Record<string, string>, timeoutMs: number): Promise<PoliceAnswerRaw>;
   close(): Promise<void>;
+  /** Where the POSTs run, for /healthz; absent for test doubles. */
+  readonly thread?: 'worker' | 'main';
 }
 
-function classify(err: unknown): PoliceRequestError {
-  const e = err as { name?: string; code?: string; message?: string };
-  const text = `${e.code ?? e.name ?? 'error'}: ${e.message ?? String(err)}`;
-  if (e.name === 'TimeoutError' || e.name === 'AbortError' || e.code === 'UND_ERR_HEADERS_TIMEOUT' || e.code === 'UND_ERR_BODY_TIMEOUT' || e.code === 'UND_ERR_CONNECT_TIMEOUT') {
-    return new PoliceRequestError('TIMEOUT', text, { cause: err });
-  }
-  if (/^(ECONN|EPIPE|ENOTFOUND|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN|UND_ERR_SOCKET|UND_ERR_CLOSED)/.test(e.code ?? '')) {
-    return new PoliceRequestError('CONNECTION', text, { cause: err });
-  }
-  return new PoliceRequestError('HTTP_CLIENT', text, { cause: err });
+/** How long the worker may take to come up, and past a request's own deadline to answer it, before it is given up. */
+const WORKER_START_MS = 10_000;
+const WORKER_GRACE_MS = 2_000;
+
+type WorkerAnswer = { id: number } & ({ ok: true; status: number; body: string } | { ok: false; code: PoliceFailureCode; text: string });
+
+interface Pending {
+  resolve: (answer: PoliceAnswerRaw) => void;
+  reject: (err: PoliceRequestError) => void;
+  timer: NodeJS.Timeout;
 }
 
-async function readCapped(body: AsyncIterable<Buffer>): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    size += chunk.length;
-    if (size > MAX_ANSWER_BYTES) break;
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks).toString('utf8');
-}
-
-export function createPoliceClient(opts: { connectionsPerOrigin: number }): PoliceHttpClient {
-  const agent = new Agent({ connections: opts.connectionsPerOrigin, keepAliveTimeout: 30_000, pipelining: 1 });
+function inThread(connectionsPerOrigin: number): PoliceHttpClient {
+  const poster = createUndiciPoster({ connectionsPerOrigin });
   return {
+    thread: 'main',
     async post(url, body, headers, timeoutMs) {
       try {
-        const res = await request(url, {
-          dispatcher: agent,
-          method: 'POST',
-          headers,
-          body,
-          headersTimeout: timeoutMs,
-          bodyTimeout: timeoutMs,
-          signal: AbortSignal.timeout(timeoutMs),
-        });
-        return { status: res.statusCode, body: await readCapped(res.body) };
+        return await poster.post(url, body, headers, timeoutMs);
       } catch (err) {
-        throw classify(err);
+        const { code, text } = classifyPoliceError(err);
+        throw new PoliceRequestError(code, text, { cause: err });
       }
     },
-    async close() {
-      // destroy, not close: close waits for in-flight requests, and shutdown has already given them their grace.
-      await agent.destroy();
-    },
+    close: () => poster.close(),
   };
+}
+
+class WorkerPoliceClient implements PoliceHttpClient {
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private fallback: PoliceHttpClient | null = null;
+  private closing = false;
+
+  constructor(
+    private readonly worker: Worker,
+    private readonly connectionsPerOrigin: number,
+    private readonly log: Logger,
+  ) {}
+
+  get thread(): 'worker' | 'main' {
+    return this.fallback ? 'main' : 'worker';
+  }
+
+  /** Resolves once the worker is ready; rejects if it fails or takes too long (the caller then uses the in-thread client). */
+  start(): Promise<void> {
+    const { worker } = this;
+    // Pending requests hold their own timers; an idle worker must not keep a stopping process alive.
+    worker.unref();
+    worker.on('message', (msg: WorkerAnswer) => this.answer(msg));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`police client worker not ready after ${WORKER_START_MS} ms`)), WORKER_START_MS);
+      worker.once('message', () => {
+        clearTimeout(timer);
+        worker.on('error', (err) => this.fallBack(err));
+        worker.on('exit', (code) => this.fallBack(new Error(`police client worker exited with code ${code}`)));
+        resolve();
+      });
+      worker.once('error', (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+    });
+  }
+
+  post(url: string, body: string, headers: Record<string, string>, timeoutMs: number): Promise<PoliceAnswerRaw> {
+    if (this.fallback) return this.fallback.post(url, body, headers, timeoutMs);
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      // The worker keeps the deadline itself; this one only covers a worker that stopped answering.
+      const timer = setTimeout(() => this.settle(id)?.reject(new PoliceRequestError('TIMEOUT', `police client worker gave no answer within ${timeoutMs + WORKER_GRACE_MS} ms`)), timeoutMs + WORKER_GRACE_MS);
+      this.pending.set(id, { resolve, reject, timer });
+      this.worker.postMessage({ id, url, body, headers, timeoutMs });
+    });
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    if (this.fallback) return this.fallback.close();
+    const exited = new Promise<void>((resolve) => this.worker.once('exit', () => resolve()));
+    this.worker.ref();
+    this.worker.postMessage({ close: true });
+    const timer = setTimeout(() => void this.worker.terminate(), WORKER_GRACE_MS);
+    await exited;
+    clearTimeout(timer);
+    this.failPending('police client closed');
+  }
+
+  private answer(msg: WorkerAnswer): void {
+    const p = this.settle(msg.id);
+    if (!p) return;
+    if (msg.ok) p.resolve({ status: msg.status, body: msg.body });
+    else p.reject(new PoliceRequestError(msg.code, msg.text));
+  }
+
+  private settle(id: number): Pending | undefined {
+    const p = this.pending.get(id);
+    if (!p) return undefined;
+    this.pending.delete(id);
+    clearTimeout(p.timer);
+    return p;
+  }
+
+  private failPending(reason: string): void {
+    for (const id of [...this.pending.keys()]) this.settle(id)?.reject(new PoliceRequestError('CONNECTION', reason));
+  }
+
+  private fallBack(err: Error): void {
+    if (this.closing || this.fallback) return;
+    this.log.error({ err, code: 'POLICE_WORKER_DOWN' }, 'police client worker failed: POSTs now run on the main thread');
+    this.fallback = inThread(this.connectionsPerOrigin);
+    // Whether these reached the police is unknown: they are retried with the same Idempotency-Key.
+    this.failPending('police client worker failed mid-request');
+  }
+}
+
+/** The police client, on its worker thread if that starts, else in this thread. */
+export async function startPoliceClient(opts: { connectionsPerOrigin: number; log: Logger }): Promise<PoliceHttpClient> {
+  const worker = new Worker(new URL('./police-worker.mjs', import.meta.url), { workerData: { connectionsPerOrigin: opts.connectionsPerOrigin } });
+  const client = new WorkerPoliceClient(worker, opts.connectionsPerOrigin, opts.log);
+  try {
+    await client.start();
+    return client;
+  } catch (err) {
+    opts.log.error({ err, code: 'POLICE_WORKER_DOWN' }, 'police client worker did not start: POSTs run on the main thread');
+    void worker.terminate();
+    return inThread(opts.connectionsPerOrigin);
+  }
 }
