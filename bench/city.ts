@@ -24,6 +24,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir, cpus } from 'node:os';
 import { join } from 'node:path';
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { readDemoKey } from '../gateway/registry/demo-credentials.ts';
 import { Fleet } from '../device-sim/fleet.ts';
@@ -191,6 +192,9 @@ async function pressAtRate(fleet: Fleet, police: PoliceReceiver, rate: number, s
     if (p !== undefined && p >= warmupEnd) latencies.push(at - p);
   });
   const random = seededRandom(42);
+  // The bench's own lag: what it can add to the press times (the police stamps are taken on their own thread).
+  const lag = monitorEventLoopDelay({ resolution: 1 });
+  lag.enable();
   const start = performance.now();
   let sent = 0;
   const total = rate * seconds;
@@ -211,6 +215,8 @@ async function pressAtRate(fleet: Fleet, police: PoliceReceiver, rate: number, s
     await sleep(1);
   }
   const achievedRate = Math.round(total / ((performance.now() - start) / 1000));
+  lag.disable();
+  progress(`${label}: this process's event-loop delay while pressing ${loopDelayLine(lag)}`);
   const expected = [...pressedAt.keys()];
   const deadline = performance.now() + 30_000;
   while (expected.some((k) => !police.firstAt.has(k)) && performance.now() < deadline) await sleep(50);
@@ -350,6 +356,7 @@ async function main(): Promise<void> {
     let critical: PressResult = SKIPPED_PRESSES;
     let critCpu: { bench: number; gateway: number } | null = null;
     if (runs('critical')) {
+      const health0 = await gatewayHealth(httpPort);
       const cpu0 = { bench: process.cpuUsage(), gateway: cpuMicros(gw.pid), at: performance.now() };
       critical = await pressAtRate(crit, police, RATE, CRIT_SEC, 'gateway presses');
       critCpu = cpuShare(cpu0, gw.pid);
@@ -358,7 +365,9 @@ async function main(): Promise<void> {
       const stages = await gatewayStages(httpPort);
       progress(`gateway's own stage times (p50/p99 ms, /api/latency): ${stages}`);
       // A supervision storm (devices judged offline, then back) would be part of the gateway's load.
-      progress(`gateway supervision after the critical path: ${await gatewaySupervision(httpPort)}`);
+      const health1 = await gatewayHealth(httpPort);
+      progress(`gateway store during the critical path: ${storeLine(health0, health1, critical.pressed ?? 0)}`);
+      progress(`gateway supervision after the critical path: ${supervisionLine(health1)}`);
     }
 
     // 4. Burst.
@@ -477,15 +486,39 @@ async function gatewayStages(httpPort: number): Promise<string> {
   }
 }
 
-async function gatewaySupervision(httpPort: number): Promise<string> {
+/** Event-loop delay percentiles in ms (1 ms resolution: p50 ≈ 1 is an idle loop). */
+function loopDelayLine(h: IntervalHistogram): string {
+  const ms = (ns: number) => (ns / 1e6).toFixed(1);
+  return `p50 ${ms(h.percentile(50))}, p99 ${ms(h.percentile(99))}, p99.9 ${ms(h.percentile(99.9))}, max ${ms(h.max)} ms`;
+}
+
+/** The gateway's /healthz, or null if it does not answer. */
+async function gatewayHealth(httpPort: number): Promise<GatewayHealth | null> {
   try {
     const res = await fetch(`http://127.0.0.1:${httpPort}/healthz`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` }, signal: AbortSignal.timeout(10_000) });
-    const body = await res.json() as { supervision?: { devices: number; missed: number; openTroubles: number } };
-    const sup = body.supervision;
-    return sup ? `${sup.devices} supervised, ${sup.missed} missed their check-in, ${sup.openTroubles} troubles open` : 'unavailable';
-  } catch (err) {
-    return `unavailable (${(err as Error).message})`;
+    return await res.json() as GatewayHealth;
+  } catch {
+    return null;
   }
+}
+interface GatewayHealth {
+  supervision?: { devices: number; missed: number; openTroubles: number };
+  store?: { commits: number; walFlushes: number; checkpoint?: { holds?: number; walFrames?: number } };
+}
+
+function supervisionLine(health: GatewayHealth | null): string {
+  const sup = health?.supervision;
+  return sup ? `${sup.devices} supervised, ${sup.missed} missed their check-in, ${sup.openTroubles} troubles open` : 'unavailable';
+}
+
+/** Store transactions and WAL flushes between two /healthz reads, per alert: what group commit achieved. */
+function storeLine(before: GatewayHealth | null, after: GatewayHealth | null, alerts: number): string {
+  if (!before?.store || !after?.store || alerts === 0) return 'unavailable';
+  const commits = after.store.commits - before.store.commits;
+  const flushes = after.store.walFlushes - before.store.walFlushes;
+  const holds = (after.store.checkpoint?.holds ?? 0) - (before.store.checkpoint?.holds ?? 0);
+  return `${commits} transactions, ${flushes} WAL flushes for ${alerts} alerts (${(commits / alerts).toFixed(2)} and ${(flushes / alerts).toFixed(2)} per alert); ` +
+    `writes held ${holds} times for a checkpoint, WAL at ${after.store.checkpoint?.walFrames ?? '?'} frames`;
 }
 
 /** One press from every connected device at once (more presses than devices: some press twice). */

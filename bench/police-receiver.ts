@@ -3,50 +3,46 @@
 // the same clock the simulated devices press by) and how often it came. It
 // checks nothing else: it is a stopwatch, not the police simulator, whose
 // signature checks and status callbacks would be measured along with the
-// gateway. Both the gateway and the mosquitto baseline post to it.
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+// gateway. Both the gateway and the mosquitto baseline post to it. It runs on
+// its own thread (police-receiver-worker.mjs), so its stamps do not wait for
+// the simulated devices' work on this one.
+import { Worker } from 'node:worker_threads';
+
+type ReceiverReport = { port: number } | { key: string; at: number; first: true } | { key: string; at: number; first: false; attempt: number };
 
 export class PoliceReceiver {
-  private server: Server | null = null;
-  /** First arrival per key. */
+  private worker: Worker | null = null;
+  /** First arrival per key, on this thread's performance.now() clock. */
   readonly firstAt = new Map<string, number>();
   requests = 0;
   /** Repeated keys by the `attempt` their body carried: 1 would be a double dispatch, 2+ a retry (e.g. after the gateway's per-attempt timeout). */
   readonly repeatsByAttempt = new Map<number, number>();
   private listener: ((key: string, at: number) => void) | null = null;
 
+  /** Starts the server (police-receiver-worker.mjs, its own thread) and returns its URL. */
   async start(): Promise<string> {
-    const server = createServer({ keepAliveTimeout: 60_000 }, (req, res) => {
-      // Timed when the headers are in: the body of an alert is a few hundred bytes in the same segment.
-      const at = performance.now();
-      const key = String(req.headers['idempotency-key'] ?? '');
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => {
-        this.requests++;
-        if (!this.firstAt.has(key)) {
-          this.firstAt.set(key, at);
-          this.listener?.(key, at);
-        } else {
-          this.noteRepeat(Buffer.concat(chunks));
-        }
-        res.writeHead(201, { 'content-type': 'application/json' }).end('{"caseId":"BENCH"}');
+    const worker = new Worker(new URL('./police-receiver-worker.mjs', import.meta.url));
+    this.worker = worker;
+    const port = await new Promise<number>((resolve, reject) => {
+      worker.once('error', reject);
+      worker.on('message', (msg: ReceiverReport) => {
+        if ('port' in msg) resolve(msg.port);
+        else this.note(msg);
       });
     });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    this.server = server;
-    return `http://127.0.0.1:${(server.address() as AddressInfo).port}/alerts`;
+    return `http://127.0.0.1:${port}/alerts`;
   }
 
-  private noteRepeat(body: Buffer): void {
-    let attempt = 0;
-    try {
-      attempt = Number((JSON.parse(body.toString('utf8')) as { attempt?: unknown }).attempt) || 0;
-    } catch {
-      // Not JSON (the baseline forwarder posts the device's event): attempt unknown, 0.
+  private note(msg: Exclude<ReceiverReport, { port: number }>): void {
+    this.requests++;
+    if (msg.first) {
+      // The worker's absolute stamp, on the clock the simulated devices press by.
+      const at = msg.at - performance.timeOrigin;
+      this.firstAt.set(msg.key, at);
+      this.listener?.(msg.key, at);
+    } else {
+      this.repeatsByAttempt.set(msg.attempt, (this.repeatsByAttempt.get(msg.attempt) ?? 0) + 1);
     }
-    this.repeatsByAttempt.set(attempt, (this.repeatsByAttempt.get(attempt) ?? 0) + 1);
   }
 
   /** Called once per key, at its first arrival. */
@@ -64,10 +60,11 @@ export class PoliceReceiver {
   }
 
   async stop(): Promise<void> {
-    const server = this.server;
-    this.server = null;
-    if (!server) return;
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    const worker = this.worker;
+    this.worker = null;
+    if (!worker) return;
+    const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+    worker.postMessage('stop');
+    await exited;
   }
 }

@@ -142,8 +142,8 @@ class WorkerPoliceClient implements PoliceHttpClient {
 }
 
 /** The police client, on its worker thread if that starts, else in this thread. */
-export async function startPoliceClient(opts: { connectionsPerOrigin: number; log: Logger }): Promise<PoliceHttpClient> {
-  const worker = new Worker(new URL('./police-worker.mjs', import.meta.url), { workerData: { connectionsPerOrigin: opts.connectionsPerOrigin } });
+export async function startPoliceClient(opts: { connectionsPerOrigin: number; log: Logger; /** Tests only: a worker script that misbehaves. */ workerUrl?: URL }): Promise<PoliceHttpClient> {
+  const worker = new Worker(opts.workerUrl ?? new URL('./police-worker.mjs', import.meta.url), { workerData: { connectionsPerOrigin: opts.connectionsPerOrigin } });
   const client = new WorkerPoliceClient(worker, opts.connectionsPerOrigin, opts.log);
   try {
     await client.start();

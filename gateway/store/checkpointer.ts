@@ -29,12 +29,14 @@ export interface CheckpointStatus {
   offLoop: boolean;
   checkpoints: number;
   walFrames: number;
+  /** Times the gateway's writes were held for a checkpoint (the WAL had grown past LARGE_WAL_FRAMES). */
+  holds: number;
   lastError: string | null;
 }
 
 export class Checkpointer {
   private worker: Worker | null = null;
-  private readonly state: CheckpointStatus = { offLoop: false, checkpoints: 0, walFrames: 0, lastError: null };
+  private readonly state: CheckpointStatus = { offLoop: false, checkpoints: 0, walFrames: 0, holds: 0, lastError: null };
   private stopping = false;
   /** Set while the gateway's writes are held for a checkpoint: the worker's next report ends the hold. */
   private release: (() => void) | null = null;
@@ -106,6 +108,7 @@ export class Checkpointer {
     // At most one hold per HOLD_MAX_MS, whatever the worker reports: writes are never held most of the time.
     if (!worker || this.release || Date.now() - this.lastHoldAt < HOLD_MAX_MS) return;
     this.lastHoldAt = Date.now();
+    this.state.holds++;
     this.holdWrites(new Promise<void>((resolve) => {
       const timeout = setTimeout(() => this.endHold(), HOLD_MAX_MS);
       this.release = () => {
