@@ -119,11 +119,11 @@ export class AlertRepo {
       firstPendingFor: db.prepare(`SELECT * FROM outbox WHERE done_at IS NULL AND target = @target
         AND route IN (SELECT value FROM json_each(@routes)) ORDER BY priority DESC, created_at LIMIT 1`),
       overdue: db.prepare(`SELECT a.*, o.route AS route FROM alerts a JOIN outbox o ON o.alert_id = a.id AND o.target = 'primary'
-        WHERE a.delivered_at IS NULL AND a.escalated_at IS NULL AND a.state != 'resolved' AND a.received_at <= ?
+        WHERE a.delivered_at IS NULL AND a.escalated_at IS NULL AND a.resolved_at IS NULL AND a.received_at <= ?
         ORDER BY a.received_at LIMIT ?`),
       escalated: db.prepare('UPDATE alerts SET escalated_at = ? WHERE id = ? AND escalated_at IS NULL'),
       // The planner, without statistics, would walk every open alert in priority order instead.
-      dueReminders: db.prepare(`SELECT * FROM alerts INDEXED BY alerts_unreminded WHERE state != 'resolved' AND acked_at IS NULL
+      dueReminders: db.prepare(`SELECT * FROM alerts INDEXED BY alerts_unreminded WHERE resolved_at IS NULL AND acked_at IS NULL
         AND coalesce(reminded_at, received_at) <= ? ORDER BY priority DESC, received_at LIMIT ?`),
       reminded: db.prepare('UPDATE alerts SET reminded_at = ? WHERE id = ?'),
       policeStatus: db.prepare('UPDATE alerts SET police_status = @status, case_id = coalesce(case_id, @caseId), updated_at = @at WHERE id = @id'),
@@ -131,10 +131,10 @@ export class AlertRepo {
       due: db.prepare('SELECT * FROM outbox WHERE done_at IS NULL AND next_at <= ? ORDER BY priority DESC, created_at LIMIT ?'),
       nextDue: db.prepare('SELECT min(next_at) FROM outbox WHERE done_at IS NULL AND next_at > ?').pluck(),
       pendingCount: db.prepare('SELECT count(*) FROM outbox WHERE done_at IS NULL').pluck(),
-      openCount: db.prepare("SELECT count(*) FROM alerts WHERE state != 'resolved'").pluck(),
+      openCount: db.prepare('SELECT count(*) FROM alerts WHERE resolved_at IS NULL').pluck(),
       outboxFor: db.prepare('SELECT * FROM outbox WHERE alert_id = ? ORDER BY target DESC'),
       timeline: db.prepare('SELECT at, kind, state, actor, detail FROM alert_events WHERE alert_id = ? ORDER BY id'),
-      listOpen: db.prepare("SELECT * FROM alerts WHERE state != 'resolved' ORDER BY priority DESC, received_at LIMIT ?"),
+      listOpen: db.prepare('SELECT * FROM alerts WHERE resolved_at IS NULL ORDER BY priority DESC, received_at LIMIT ?'),
       listAll: db.prepare('SELECT * FROM alerts ORDER BY received_at DESC LIMIT ?'),
       highestSeq: db.prepare('SELECT max(seq) FROM alerts WHERE device_id = ?').pluck(),
     };

@@ -141,6 +141,18 @@ const MIGRATIONS: readonly string[] = [
   CREATE INDEX outbox_next ON outbox(next_at) WHERE done_at IS NULL;
   CREATE INDEX alerts_unreminded ON alerts(coalesce(reminded_at, received_at)) WHERE state != 'resolved' AND acked_at IS NULL;
   `,
+  // "Open" is `resolved_at IS NULL` (set in the same transaction as the state 'resolved'), not
+  // `state != 'resolved'`: SQLite rewrites a partial index's entry whenever a column its WHERE
+  // names changes, so every state advance (two per alert) rewrote three indexes for nothing.
+  `
+  UPDATE alerts SET resolved_at = updated_at WHERE state = 'resolved' AND resolved_at IS NULL;
+  DROP INDEX alerts_open;
+  CREATE INDEX alerts_open ON alerts(priority DESC, received_at) WHERE resolved_at IS NULL;
+  DROP INDEX alerts_unescalated;
+  CREATE INDEX alerts_unescalated ON alerts(received_at) WHERE delivered_at IS NULL AND escalated_at IS NULL AND resolved_at IS NULL;
+  DROP INDEX alerts_unreminded;
+  CREATE INDEX alerts_unreminded ON alerts(coalesce(reminded_at, received_at)) WHERE resolved_at IS NULL AND acked_at IS NULL;
+  `,
 ];
 
 const BUSY_TIMEOUT_MS = 250;

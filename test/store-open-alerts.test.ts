@@ -1,0 +1,69 @@
+// "Open" in the store is resolved_at IS NULL, which the resolving transaction
+// sets together with the state 'resolved': state advances then rewrite no
+// index. Checked on a real SQLite file, including a store whose rows predate
+// the change (migration 6).
+import { afterEach, describe, expect, it } from 'vitest';
+import { AlertRepo, type AlertRecord } from '../gateway/store/alert-repo.ts';
+import { openDatabase, type Db } from '../gateway/store/database.ts';
+import { removeDir, tempDataDir } from './support/gateway-process.ts';
+
+const cleanups: Array<() => unknown> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+function open(dir: string): Db {
+  const db = openDatabase({ dataDir: dir, synchronous: 'normal' });
+  cleanups.push(() => db.open && db.close());
+  return db;
+}
+
+function freshDir(): string {
+  const dir = tempDataDir('safehaven-open-alerts-');
+  cleanups.push(() => removeDir(dir));
+  return dir;
+}
+
+const T0 = 1_764_000_000_000;
+const alert = (n: number): AlertRecord => ({
+  id: `al-${n}`, deviceId: `pb-${n}`, seq: 1, siteId: 'st-1', type: 'panic', priority: 100, state: 'received', source: 'mqtt',
+  pressedAt: T0 + n, deviceTs: T0 + n, receivedAt: T0 + n, clockSkew: false, caseId: null, deliveredAt: null, ackedAt: null, ackedBy: null,
+  resolvedAt: null, resolvedBy: null, outcome: null, note: null, escalatedAt: null, remindedAt: null, policeStatus: null, updatedAt: T0 + n,
+});
+
+function store(repo: AlertRepo, n: number): void {
+  const a = alert(n);
+  repo.insert(a, { alertId: a.id, target: 'primary', route: 'default', priority: a.priority, createdAt: a.receivedAt, nextAt: a.receivedAt });
+}
+
+describe('open alerts in the store', () => {
+  it('counts, lists, escalates and reminds exactly the unresolved ones, whatever their state', () => {
+    const repo = new AlertRepo(open(freshDir()));
+    for (const n of [1, 2, 3]) store(repo, n);
+    repo.advance('al-1', 'dispatched', T0 + 10, null);
+    repo.advance('al-2', 'acknowledged', T0 + 10, 'police');
+    repo.markResolved('al-3', 'op', T0 + 10, 'false-alarm', null);
+    repo.advance('al-3', 'resolved', T0 + 10, 'op');
+
+    expect(repo.openCount()).toBe(2);
+    expect(repo.list({ open: true, limit: 10 }).map((a) => a.id).sort()).toEqual(['al-1', 'al-2']);
+    expect(repo.overdueForEscalation(T0 + 100, 10).map((a) => a.id).sort()).toEqual(['al-1', 'al-2']);
+    expect(repo.dueReminders(T0 + 100, 10).map((a) => a.id).sort()).toEqual(['al-1', 'al-2']);
+  });
+
+  it('treats a resolved row without resolved_at, from before migration 6, as closed once migrated', () => {
+    const dir = freshDir();
+    const db = open(dir);
+    store(new AlertRepo(db), 1);
+    store(new AlertRepo(db), 2);
+    // A row as an older gateway could have left it, and the store put back at version 5.
+    db.exec("UPDATE alerts SET state = 'resolved', updated_at = updated_at + 5 WHERE id = 'al-2'");
+    db.pragma('user_version = 5');
+    db.close();
+
+    const repo = new AlertRepo(open(dir));
+    expect(repo.get('al-2')).toMatchObject({ state: 'resolved', resolvedAt: T0 + 2 + 5 });
+    expect(repo.openCount()).toBe(1);
+    expect(repo.list({ open: true, limit: 10 }).map((a) => a.id)).toEqual(['al-1']);
+  });
+});
