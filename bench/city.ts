@@ -186,10 +186,15 @@ const median = (xs: number[]) => {
 async function pressAtRate(fleet: Fleet, police: PoliceReceiver, rate: number, seconds: number, label: string): Promise<PressResult> {
   const pressedAt = new Map<string, number>();
   const latencies: number[] = [];
-  const warmupEnd = performance.now() + WARMUP_SEC * 1000;
+  /** Every press's latency by the second of the phase it was pressed in, warm-up included: where the tail comes from. */
+  const bySecond: number[][] = [];
+  const phaseStart = performance.now();
+  const warmupEnd = phaseStart + WARMUP_SEC * 1000;
   police.onFirst((key, at) => {
     const p = pressedAt.get(key);
-    if (p !== undefined && p >= warmupEnd) latencies.push(at - p);
+    if (p === undefined) return;
+    (bySecond[Math.floor((p - phaseStart) / 1000)] ??= []).push(at - p);
+    if (p >= warmupEnd) latencies.push(at - p);
   });
   const random = seededRandom(42);
   // The bench's own lag: what it can add to the press times (the police stamps are taken on their own thread).
@@ -222,6 +227,7 @@ async function pressAtRate(fleet: Fleet, police: PoliceReceiver, rate: number, s
   while (expected.some((k) => !police.firstAt.has(k)) && performance.now() < deadline) await sleep(50);
   const missing = expected.filter((k) => !police.firstAt.has(k)).length;
   police.onFirst(() => undefined);
+  progress(`${label}: p99 by second of the phase (ms): ${Array.from(bySecond, (xs, i) => `${i + 1}:${Math.round(summarizeLatencies(xs ?? []).p99 ?? 0)}`).join(' ')}`);
   return { ...summarizeLatencies(latencies), pressed: expected.length, missing, achievedRate };
 }
 

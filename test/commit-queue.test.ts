@@ -37,6 +37,27 @@ describe('CommitQueue', () => {
     expect(ids()).toEqual([1, 2, 3, 4, 5]);
   });
 
+  it('with a group window, gathers writes of later turns into the next transaction; a full batch does not wait', async () => {
+    const q = queue({ maxPending: 100, maxBatch: 3, groupWindowMs: 200 });
+    await q.write(insert(1));
+    expect(q.status().commits).toBe(1);
+    // Within the window after that commit: these wait and share one transaction.
+    const later = [q.write(insert(2))];
+    await new Promise((r) => setTimeout(r, 20));
+    later.push(q.write(insert(3)));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(q.status()).toMatchObject({ commits: 1, pending: 2 });
+    await Promise.all(later);
+    expect(q.status().commits).toBe(2);
+
+    // Three pending fill a batch: committed in the next turn, window or not.
+    const full = [4, 5, 6].map((id) => q.write(insert(id)));
+    await new Promise((r) => setImmediate(r));
+    expect(q.status()).toMatchObject({ commits: 3, pending: 0 });
+    await Promise.all(full);
+    expect(ids()).toEqual([1, 2, 3, 4, 5, 6]);
+  });
+
   it('rejects only a job that throws, rolls back only its writes, and commits the others', async () => {
     const q = queue();
     const boom = new Error('job failed');
