@@ -35,7 +35,7 @@ import { AlertIntake } from './pipeline/alert-intake.ts';
 import { SeqWindow } from './pipeline/seq-window.ts';
 import { AlertLifecycle } from './pipeline/alert-lifecycle.ts';
 import { PoliceSim } from './police-sim/police-sim.ts';
-import { Registry } from './registry/registry.ts';
+import { PRESENCE_CHUNK_PAUSE_MS, Registry } from './registry/registry.ts';
 import { backfillDemoRadioKeys, seedDemoRegistry } from './registry/seed.ts';
 import { SerialBridge } from './serial/serial-bridge.ts';
 import type { PortFactory } from './serial/port-link.ts';
@@ -195,7 +195,7 @@ export class Gateway {
     backfillDemoRadioKeys(db, registryRepo, config.dataDir, this.log('seed'));
     const registry = (this.registry = new Registry(registryRepo, commits, clock));
     registry.load();
-    this.presenceTimer = setInterval(() => registry.flushPresence().catch((err) => this.rootLog.error({ err }, 'presence flush failed')), PRESENCE_FLUSH_MS);
+    this.presenceTimer = setInterval(() => registry.flushPresence({ pauseMs: PRESENCE_CHUNK_PAUSE_MS }).catch((err) => this.rootLog.error({ err }, 'presence flush failed')), PRESENCE_FLUSH_MS);
     this.presenceTimer.unref();
     const troubles = (this.troubles = new TroubleBook({
       repo: new TroubleRepo(db), commits, siteOf: (id) => registry.device(id)?.siteId ?? null, clock, counters: this.counters, log: this.log('troubles'),

@@ -66,3 +66,28 @@ describe('presence flush', () => {
     expect(repo.allDevices().find((d) => d.id === a)).toMatchObject({ lastSeen: 1_010_000, rssi: -61 });
   });
 });
+
+describe('a paced presence flush', () => {
+  it('pauses between chunks, lets no second timed flush run meanwhile, and stops pausing for a shutdown flush', async () => {
+    const commits = new CommitQueue(db, silent);
+    const writes = vi.spyOn(commits, 'write');
+    const registry = new Registry(repo, commits, systemClock);
+    registry.load();
+    const ids = repo.allDevices().map((d) => d.id);
+    ids.forEach((id, i) => registry.notePresence(id, { battery: 60, rssi: -60 }, 2_000_000 + i));
+
+    // 300 devices: a chunk of 250, a pause of 10 s, then the other 50.
+    const paced = registry.flushPresence({ pauseMs: 10_000 });
+    // The first chunk is stored: the flush is in its pause.
+    await vi.waitFor(() => expect(repo.allDevices().filter((d) => d.lastSeen !== null && d.lastSeen >= 2_000_000)).toHaveLength(250));
+    expect(await registry.flushPresence({ pauseMs: 10_000 })).toBe(0);
+    expect(writes).toHaveBeenCalledTimes(1);
+
+    registry.notePresence(ids[0]!, { battery: 59, rssi: -60 }, 2_100_000);
+    // Shutdown (well within the test's 5 s timeout): the paced flush ends its pause and finishes, then the new battery level is written.
+    expect(await registry.flushPresence({ all: true })).toBe(1);
+    expect(await paced).toBe(300);
+    expect(repo.allDevices().find((d) => d.id === ids[0])).toMatchObject({ battery: 59, lastSeen: 2_100_000 });
+    expect(repo.allDevices().find((d) => d.id === ids[299])).toMatchObject({ lastSeen: 2_000_299 });
+  });
+});

@@ -13,6 +13,15 @@ export type AuthOutcome = 'ok' | 'unknown-device' | 'revoked' | 'bad-secret';
 /** Devices per presence transaction: about a millisecond of the event loop each. */
 const PRESENCE_CHUNK = 250;
 /**
+ * Between two chunks of a timed flush (at most 2,500 devices a second).
+ * Ten thousand devices come due together after a restart or a reconnect
+ * storm, and once a minute from then on: written back to back, their
+ * updates (a random page each) held the event loop and flooded the WAL for
+ * seconds — the city bench's p99 in the second after such a flush was
+ * 123 ms, 19 ms with presence writes off.
+ */
+export const PRESENCE_CHUNK_PAUSE_MS = 100;
+/**
  * Last seen (and signal) reach the store at most this often per device: the
  * in-memory value, which the API and supervision read, is always exact; the
  * stored one is only what a restart starts from. A new battery level or
@@ -43,6 +52,10 @@ export class Registry {
   private dirty = new Set<string>();
   /** The lastSeen each device had when its presence was last written. */
   private readonly persistedSeen = new Map<string, number>();
+  /** The flush running now, if any, and whether a shutdown asked it to stop pausing. */
+  private presenceFlush: Promise<number> | null = null;
+  private presenceHurry = false;
+  private wakePresence: (() => void) | null = null;
 
   constructor(
     private readonly repo: RegistryRepo,
@@ -202,9 +215,40 @@ export class Registry {
    * waits for the disk. In chunks, each committed before the next is queued:
    * ten thousand devices heard in one interval must not become one
    * transaction that holds the event loop (and every alert) for tens of ms.
-   * `all` (on shutdown): also every device heard since its last write.
+   * `pauseMs` between chunks spreads a large flush out (the timer's; one
+   * runs at a time, a call meanwhile writes nothing). `all` (on shutdown):
+   * also every device heard since its last write, after a paced flush still
+   * running, which stops pausing.
    */
-  async flushPresence({ all = false } = {}): Promise<number> {
+  async flushPresence({ all = false, pauseMs = 0 } = {}): Promise<number> {
+    if (this.presenceFlush) {
+      if (!all) return 0;
+      this.presenceHurry = true;
+      this.wakePresence?.();
+      await this.presenceFlush.catch(() => 0);
+    }
+    const run = this.writePresence(all, pauseMs);
+    this.presenceFlush = run;
+    try {
+      return await run;
+    } finally {
+      if (this.presenceFlush === run) this.presenceFlush = null;
+    }
+  }
+
+  /** A pause that a shutdown flush cuts short. */
+  private presencePause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => this.wakePresence?.(), ms);
+      this.wakePresence = () => {
+        clearTimeout(timer);
+        this.wakePresence = null;
+        resolve();
+      };
+    });
+  }
+
+  private async writePresence(all: boolean, pauseMs: number): Promise<number> {
     if (all) for (const [id, d] of this.devices) if (d.lastSeen !== null && d.lastSeen !== this.persistedSeen.get(id)) this.dirty.add(id);
     if (this.dirty.size === 0) return 0;
     const ids = [...this.dirty];
@@ -224,6 +268,7 @@ export class Registry {
         throw err;
       }
       written += rows.length;
+      if (pauseMs > 0 && !this.presenceHurry && from + PRESENCE_CHUNK < ids.length) await this.presencePause(pauseMs);
     }
     return written;
   }
