@@ -1,4 +1,4 @@
-import { describe, it, expect, beforeEach, afterEach } from 'vitest';
+import { describe, it, expect, beforeEach, afterEach, vi } from 'vitest';
 import Database from 'better-sqlite3';
 import pino from 'pino';
 import { CommitQueue, StoreError, type CommitQueueOptions } from '../gateway/store/commit-queue.ts';
@@ -56,6 +56,20 @@ describe('CommitQueue', () => {
     expect(q.status()).toMatchObject({ commits: 3, pending: 0 });
     await Promise.all(full);
     expect(ids()).toEqual([1, 2, 3, 4, 5, 6]);
+  });
+
+  it('keeps its group window when the wall clock steps back', async () => {
+    const q = queue({ maxPending: 100, maxBatch: 1000, groupWindowMs: 20 });
+    await q.write(insert(1));
+    const now = Date.now();
+    // NTP steps the clock back an hour: the next write still commits within its window.
+    const stepped = vi.spyOn(Date, 'now').mockReturnValue(now - 3_600_000);
+    try {
+      await q.write(insert(2));
+      expect(q.status().commits).toBe(2);
+    } finally {
+      stepped.mockRestore();
+    }
   });
 
   it('rejects only a job that throws, rolls back only its writes, and commits the others', async () => {

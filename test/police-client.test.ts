@@ -6,7 +6,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import pino from 'pino';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { PoliceRequestError, startPoliceClient, type PoliceHttpClient } from '../gateway/dispatch/police-client.ts';
 
 const log = pino({ level: 'silent' });
@@ -69,7 +69,8 @@ describe('the police client', () => {
     expect(c.thread).toBe('worker');
 
     const lost = await c.post(police.url('/alerts'), '{"alertId":"al-2"}', {}, 2000).catch((e: unknown) => e);
-    expect((lost as PoliceRequestError).code).toBe('CONNECTION');
+    // Our client's failure, not the endpoint's: retried without counting against its breaker.
+    expect((lost as PoliceRequestError).code).toBe('CLIENT_DOWN');
     expect(c.thread).toBe('main');
 
     const answer = await c.post(police.url('/alerts'), '{"alertId":"al-2"}', {}, 2000);
@@ -77,10 +78,30 @@ describe('the police client', () => {
     expect(police.bodies).toEqual(['{"alertId":"al-2"}']);
   });
 
-  it('runs in the main thread when its worker does not start', async () => {
+  it('ends a worker that stops answering and carries on in the main thread', async () => {
     const police = await endpoint();
-    const c = await client(fixture('police-worker-broken.mjs'));
-    expect(c.thread).toBe('main');
+    const c = await client(fixture('police-worker-hangs.mjs'));
+    // Past its own 100 ms and the 2 s grace: the request fails as ours, the worker is ended and replaced.
+    const stuck = await c.post(police.url('/alerts'), '{}', {}, 100).catch((e: unknown) => e);
+    expect((stuck as PoliceRequestError).code).toBe('CLIENT_DOWN');
+    await vi.waitFor(() => expect(c.thread).toBe('main'));
     expect((await c.post(police.url('/alerts'), '{}', {}, 2000)).status).toBe(201);
+  });
+
+  it('runs in the main thread when its worker throws or quits before it is ready', async () => {
+    const police = await endpoint();
+    for (const name of ['police-worker-broken.mjs', 'police-worker-quits.mjs']) {
+      const c = await client(fixture(name));
+      expect(c.thread).toBe('main');
+      expect((await c.post(police.url('/alerts'), '{}', {}, 2000)).status).toBe(201);
+    }
+  });
+
+  it('closes twice without hanging and refuses a POST after close at once', async () => {
+    const c = await startPoliceClient({ connectionsPerOrigin: 1, log });
+    await c.close();
+    await c.close();
+    const refused = await c.post('http://127.0.0.1:1/alerts', '{}', {}, 60_000).catch((e: unknown) => e);
+    expect((refused as PoliceRequestError).code).toBe('CLIENT_DOWN');
   });
 });

@@ -17,7 +17,7 @@ import type { Registry } from '../registry/registry.ts';
 import type { AlertRecord, AlertRepo, OutboxRow, OutboxTarget } from '../store/alert-repo.ts';
 import type { CommitQueue } from '../store/commit-queue.ts';
 import type { CircuitBreaker, EndpointReport } from './circuit-breaker.ts';
-import type { PoliceHttpClient } from './police-client.ts';
+import { PoliceRequestError, type PoliceHttpClient } from './police-client.ts';
 import { ReadyQueue } from './ready-queue.ts';
 import type { ResolvedRoute, RouteTable } from './route-table.ts';
 
@@ -312,6 +312,7 @@ export class Dispatcher {
     const { body, headers } = policeRequest(route, { ...alert, alertId: alert.id, site, attempt, sentAt: clock.now() });
     counters.inc('police_attempts_total', { target: row.target });
     let failure: string;
+    let ownFault = false;
     try {
       this.deps.onStage?.(alert.id, 'sent', { n: attempt, route: row.route, target: row.target });
       const answer = await http.post(url, body, headers, this.opts.timeoutMs);
@@ -333,9 +334,11 @@ export class Dispatcher {
         return false;
       }
       failure = (err as Error).message;
+      // Our client failed, not the endpoint (see PoliceFailureCode): retried, but no breaker failure.
+      ownFault = err instanceof PoliceRequestError && err.code === 'CLIENT_DOWN';
     }
     counters.inc('police_failures_total', { target: row.target });
-    this.deps.breaker.failure(url, failure);
+    if (!ownFault) this.deps.breaker.failure(url, failure);
     postDone();
     await this.scheduleRetry(row, attempt, failure);
     return false;

@@ -8,9 +8,16 @@
 // carries on in this thread: slower, never stopped.
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
-import { classifyPoliceError, createUndiciPoster, type PoliceAnswerRaw, type PoliceFailureCode } from './police-http.mjs';
+import { classifyPoliceError, createUndiciPoster, type HttpFailureCode, type PoliceAnswerRaw } from './police-http.mjs';
 
-export type { PoliceAnswerRaw, PoliceFailureCode };
+export type { PoliceAnswerRaw };
+/**
+ * CLIENT_DOWN: our client failed, not the endpoint — its worker died, hung or
+ * was closed with the request in it. Whether the police got it is unknown; the
+ * dispatcher retries it (same Idempotency-Key) without counting it against the
+ * endpoint's breaker.
+ */
+export type PoliceFailureCode = HttpFailureCode | 'CLIENT_DOWN';
 
 export class PoliceRequestError extends Error {
   constructor(readonly code: PoliceFailureCode, message: string, options?: ErrorOptions) {
@@ -58,6 +65,7 @@ class WorkerPoliceClient implements PoliceHttpClient {
   private nextId = 1;
   private fallback: PoliceHttpClient | null = null;
   private closing = false;
+  private exited = false;
 
   constructor(
     private readonly worker: Worker,
@@ -69,33 +77,41 @@ class WorkerPoliceClient implements PoliceHttpClient {
     return this.fallback ? 'main' : 'worker';
   }
 
-  /** Resolves once the worker is ready; rejects if it fails or takes too long (the caller then uses the in-thread client). */
+  /** Resolves once the worker is ready; rejects if it fails, quits or takes too long (the caller then uses the in-thread client). */
   start(): Promise<void> {
     const { worker } = this;
     // Pending requests hold their own timers; an idle worker must not keep a stopping process alive.
     worker.unref();
     worker.on('message', (msg: WorkerAnswer) => this.answer(msg));
     return new Promise((resolve, reject) => {
+      let ready = false;
       const timer = setTimeout(() => reject(new Error(`police client worker not ready after ${WORKER_START_MS} ms`)), WORKER_START_MS);
       worker.once('message', () => {
+        ready = true;
         clearTimeout(timer);
-        worker.on('error', (err) => this.fallBack(err));
-        worker.on('exit', (code) => this.fallBack(new Error(`police client worker exited with code ${code}`)));
         resolve();
       });
-      worker.once('error', (err) => {
+      worker.on('error', (err) => {
         clearTimeout(timer);
-        reject(err);
+        if (ready) this.fallBack(err);
+        else reject(err);
+      });
+      worker.on('exit', (code) => {
+        this.exited = true;
+        clearTimeout(timer);
+        if (ready) this.fallBack(new Error(`police client worker exited with code ${code}`));
+        else reject(new Error(`police client worker exited with code ${code} before it was ready`));
       });
     });
   }
 
   post(url: string, body: string, headers: Record<string, string>, timeoutMs: number): Promise<PoliceAnswerRaw> {
     if (this.fallback) return this.fallback.post(url, body, headers, timeoutMs);
+    if (this.closing) return Promise.reject(new PoliceRequestError('CLIENT_DOWN', 'police client closed'));
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
-      // The worker keeps the deadline itself; this one only covers a worker that stopped answering.
-      const timer = setTimeout(() => this.settle(id)?.reject(new PoliceRequestError('TIMEOUT', `police client worker gave no answer within ${timeoutMs + WORKER_GRACE_MS} ms`)), timeoutMs + WORKER_GRACE_MS);
+      // The worker keeps the deadline itself; this one catches a worker that stopped answering: it is replaced.
+      const timer = setTimeout(() => this.hung(id, timeoutMs + WORKER_GRACE_MS), timeoutMs + WORKER_GRACE_MS);
       this.pending.set(id, { resolve, reject, timer });
       this.worker.postMessage({ id, url, body, headers, timeoutMs });
     });
@@ -104,12 +120,14 @@ class WorkerPoliceClient implements PoliceHttpClient {
   async close(): Promise<void> {
     this.closing = true;
     if (this.fallback) return this.fallback.close();
-    const exited = new Promise<void>((resolve) => this.worker.once('exit', () => resolve()));
-    this.worker.ref();
-    this.worker.postMessage({ close: true });
-    const timer = setTimeout(() => void this.worker.terminate(), WORKER_GRACE_MS);
-    await exited;
-    clearTimeout(timer);
+    if (!this.exited) {
+      const exited = new Promise<void>((resolve) => this.worker.once('exit', () => resolve()));
+      this.worker.ref();
+      this.worker.postMessage({ close: true });
+      const timer = setTimeout(() => void this.worker.terminate(), WORKER_GRACE_MS);
+      await exited;
+      clearTimeout(timer);
+    }
     this.failPending('police client closed');
   }
 
@@ -128,8 +146,17 @@ class WorkerPoliceClient implements PoliceHttpClient {
     return p;
   }
 
+  /** No answer, not even the worker's own timeout: the worker is stuck. Ended, it is replaced by the in-thread client (exit → fallBack). */
+  private hung(id: number, waitedMs: number): void {
+    this.settle(id)?.reject(new PoliceRequestError('CLIENT_DOWN', `police client worker gave no answer within ${waitedMs} ms`));
+    if (!this.closing && !this.fallback) {
+      this.log.error({ code: 'POLICE_WORKER_DOWN', waitedMs }, 'police client worker stopped answering: ending it');
+      void this.worker.terminate();
+    }
+  }
+
   private failPending(reason: string): void {
-    for (const id of [...this.pending.keys()]) this.settle(id)?.reject(new PoliceRequestError('CONNECTION', reason));
+    for (const id of [...this.pending.keys()]) this.settle(id)?.reject(new PoliceRequestError('CLIENT_DOWN', reason));
   }
 
   private fallBack(err: Error): void {

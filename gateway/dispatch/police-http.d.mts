@@ -1,11 +1,12 @@
-export type PoliceFailureCode = 'TIMEOUT' | 'CONNECTION' | 'HTTP_CLIENT';
+/** How a POST failed, as undici reported it. */
+export type HttpFailureCode = 'TIMEOUT' | 'CONNECTION' | 'HTTP_CLIENT';
 
 export interface PoliceAnswerRaw {
   status: number;
   body: string;
 }
 
-export function classifyPoliceError(err: unknown): { code: PoliceFailureCode; text: string };
+export function classifyPoliceError(err: unknown): { code: HttpFailureCode; text: string };
 
 export function createUndiciPoster(opts: { connectionsPerOrigin: number }): {
   post(url: string, body: string, headers: Record<string, string>, timeoutMs: number): Promise<PoliceAnswerRaw>;

@@ -233,6 +233,7 @@ export class Registry {
       return await run;
     } finally {
       if (this.presenceFlush === run) this.presenceFlush = null;
+      this.presenceHurry = false;
     }
   }
 

@@ -93,7 +93,8 @@ export class CommitQueue {
   /** When each flush asked for and not yet settled was asked for, oldest first (they settle in order): its length is the flushes running. */
   private readonly flushAskedAt: number[] = [];
   private holds = 0;
-  private lastCommitAt = 0;
+  /** performance.now() when the last transaction began. */
+  private lastCommitAt = -Infinity;
   private windowTimer: NodeJS.Timeout | null = null;
   /**
    * A WAL flush failed. Unlike a failed commit, its transactions stay
@@ -163,7 +164,9 @@ export class CommitQueue {
       }
       this.flush();
     };
-    const wait = (this.opts.groupWindowMs ?? 0) - (Date.now() - this.lastCommitAt);
+    // Monotonic, and never more than the window: a wall clock stepped back must not hold the writes.
+    const window = this.opts.groupWindowMs ?? 0;
+    const wait = Math.min(window, window - (performance.now() - this.lastCommitAt));
     if (wait > 0 && !full) this.windowTimer = setTimeout(run, wait);
     else setImmediate(run);
   }
@@ -197,7 +200,7 @@ export class CommitQueue {
   }
 
   private commit(batch: Job[]): void {
-    this.lastCommitAt = Date.now();
+    this.lastCommitAt = performance.now();
     const outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
     try {
       this.db.transaction(() => {
