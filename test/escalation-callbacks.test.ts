@@ -88,7 +88,8 @@ describe('escalation', () => {
       return a.timeline.some((e: { kind: string }) => e.kind === 'overdue') && a;
     }, 'overdue entry');
     expect(alert.state).toBe('dispatched');
-    expect(gw.logs.find((l) => l.code === 'ALERT_OVERDUE')).toBeDefined();
+    // The API reads the entry once committed; the watch counts and logs it once the WAL flush has returned, a moment later.
+    await waitFor(() => gw.logs.find((l) => l.code === 'ALERT_OVERDUE'), 'ALERT_OVERDUE log line');
     expect(gw.gateway.counters.total('alerts_overdue_total')).toBe(1);
   });
 });
