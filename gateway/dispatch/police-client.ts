@@ -36,7 +36,7 @@ export interface PoliceHttpClient {
 const WORKER_START_MS = 10_000;
 const WORKER_GRACE_MS = 2_000;
 
-type WorkerAnswer = { id: number } & ({ ok: true; status: number; body: string } | { ok: false; code: PoliceFailureCode; text: string });
+type WorkerAnswer = { id: number } & ({ ok: true; status: number; body: string } | { ok: false; code: HttpFailureCode; text: string });
 
 interface Pending {
   resolve: (answer: PoliceAnswerRaw) => void;
