@@ -28,13 +28,18 @@ afterEach(() => {
   rmSync(dataDir, { recursive: true, force: true });
 });
 
+/** A registry over the store's 300 devices, with a spy on its commit queue's writes. */
+function loadedRegistry() {
+  const commits = new CommitQueue(db, silent);
+  const writes = vi.spyOn(commits, 'write');
+  const registry = new Registry(repo, commits, systemClock);
+  registry.load();
+  return { writes, registry, ids: repo.allDevices().map((d) => d.id) };
+}
+
 describe('presence flush', () => {
   it('writes every device heard, in transactions of a few hundred, and nothing when nobody was heard', async () => {
-    const commits = new CommitQueue(db, silent);
-    const writes = vi.spyOn(commits, 'write');
-    const registry = new Registry(repo, commits, systemClock);
-    registry.load();
-    const ids = repo.allDevices().map((d) => d.id);
+    const { writes, registry, ids } = loadedRegistry();
     expect(ids.length).toBe(300);
     ids.forEach((id, i) => registry.notePresence(id, { battery: 50 + (i % 50), rssi: -60 }, 1_000_000 + i));
 
@@ -69,11 +74,7 @@ describe('presence flush', () => {
 
 describe('a paced presence flush', () => {
   it('pauses between chunks, lets no second timed flush run meanwhile, and stops pausing for a shutdown flush', async () => {
-    const commits = new CommitQueue(db, silent);
-    const writes = vi.spyOn(commits, 'write');
-    const registry = new Registry(repo, commits, systemClock);
-    registry.load();
-    const ids = repo.allDevices().map((d) => d.id);
+    const { writes, registry, ids } = loadedRegistry();
     ids.forEach((id, i) => registry.notePresence(id, { battery: 60, rssi: -60 }, 2_000_000 + i));
 
     // 300 devices: a chunk of 250, a pause of 10 s, then the other 50.
