@@ -82,7 +82,7 @@ export interface GatewayInfo {
 }
 
 const PRESENCE_FLUSH_MS = 5000;
-/** WAL checkpoints on the worker thread: often enough that the WAL stays a few MB at 1,000 alerts/s. */
+/** WAL checkpoints on the worker thread: often enough that each copies little, so the hold for a WAL restart (which copies the rest) stays short. */
 const CHECKPOINT_INTERVAL_MS = 250;
 const SHUTDOWN_GRACE_MS = 5000;
 /** Consecutive failures that open an endpoint's breaker: one blip is retried normally, a pattern is an outage. */

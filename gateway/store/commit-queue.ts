@@ -145,20 +145,20 @@ export class CommitQueue {
    * the writes wait and commit together the moment it ends, as one
    * transaction (fewer, larger WAL writes) at no cost in latency; and not
    * before the group window since the last commit has passed. A full batch
-   * waits for neither.
+   * waits for neither, only for a hold (`holdWhile`).
    */
   private schedule(): void {
     const full = this.pending.length >= this.opts.maxBatch;
     // Scheduled already — unless a batch filled while it waits for its group window.
     if (this.scheduled && !(full && this.windowTimer)) return;
-    if ((this.flushAskedAt.length > 0 || this.holds > 0) && !full) return;
+    if (this.holds > 0 || (this.flushAskedAt.length > 0 && !full)) return;
     if (this.windowTimer) clearTimeout(this.windowTimer);
     this.windowTimer = null;
     this.scheduled = true;
     const run = () => {
       this.windowTimer = null;
       // A hold that began after this was scheduled wins: its release schedules again.
-      if (this.holds > 0 && this.pending.length < this.opts.maxBatch) {
+      if (this.holds > 0) {
         this.scheduled = false;
         return;
       }
@@ -172,8 +172,11 @@ export class CommitQueue {
   }
 
   /**
-   * Starts no transaction until `until` settles (writes queue meanwhile, a
-   * full batch excepted): the WAL checkpointer's moment without writers.
+   * Starts no transaction until `until` settles, not even for a full batch
+   * (writes queue meanwhile, up to `maxPending`): the moment the WAL
+   * restarts on the checkpointer's thread, when a write here would restart
+   * it on the event loop or wait there for the checkpointer's lock. The
+   * caller bounds how long it holds.
    */
   holdWhile(until: Promise<unknown>): void {
     this.holds++;

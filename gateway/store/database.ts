@@ -156,7 +156,8 @@ const MIGRATIONS: readonly string[] = [
 ];
 
 const BUSY_TIMEOUT_MS = 250;
-const WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024;
+/** A WAL a burst grew is cut back to this when it restarts (set on every connection that may write). */
+export const WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024;
 
 export interface OpenOptions {
   dataDir: string;
