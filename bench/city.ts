@@ -7,6 +7,7 @@
 //   npm run bench -- --keep-data # keep the gateway's data dir
 //   npm run bench -- --quick --critical-sec 30   # a longer critical path (and baseline) for a steadier p99
 //   npm run bench -- --quick --phases connect,heartbeat,baseline --heartbeat-rounds 5
+//   npm run bench -- --quick --phases critical --slow-fsync-ms 300 --rate 20   # a slow disk, a quiet night: the police path must not notice
 //                                # only some phases (default: all); "baseline" is mosquitto's connect and
 //                                # heartbeat cost, plus its presses when "critical" is chosen too; the
 //                                # heartbeat cost as the median of 5 rounds per server (default 1)
@@ -30,8 +31,9 @@ import { readDemoKey } from '../gateway/registry/demo-credentials.ts';
 import { Fleet } from '../device-sim/fleet.ts';
 import { demoFleet, seededRandom, type SimDeviceSpec } from '../device-sim/scenarios.ts';
 import { summarizeLatencies } from '../device-sim/sim-stats.ts';
-import { freePort, readRssKiB, removeDir, startGateway, tempDataDir, type GatewayProcess } from '../test/support/gateway-process.ts';
+import { freePortOutsideEphemeralRange, readRssKiB, removeDir, startGateway, tempDataDir, type GatewayProcess } from '../test/support/gateway-process.ts';
 import { PoliceReceiver } from './police-receiver.ts';
+import { slowFsyncEnv } from './slow-fsync.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -47,6 +49,10 @@ const { values: args } = parseArgs({
     'heartbeat-rounds': { type: 'string', default: '1' },
     /** Seconds of presses in the critical path and its baseline (default 10 quick, 30 full): longer runs give steadier tails. */
     'critical-sec': { type: 'string' },
+    /** Every fsync and fdatasync of the gateway takes this many ms longer (a slow disk; needs a C compiler, cc). */
+    'slow-fsync-ms': { type: 'string' },
+    /** Presses a second in the critical path and its baseline (the targets are at 1,000). */
+    rate: { type: 'string', default: '1000' },
   },
   strict: true,
 });
@@ -68,9 +74,12 @@ const POLICE_CONCURRENCY = args['police-concurrency'] === undefined ? null : Num
 if (POLICE_CONCURRENCY !== null && !(Number.isInteger(POLICE_CONCURRENCY) && POLICE_CONCURRENCY >= 1)) throw new Error('--police-concurrency must be a whole number ≥ 1');
 
 const CRIT_DEVICES = cap(10_000);
-const RATE = 1000;
+const RATE = Number(args.rate);
+if (!(Number.isInteger(RATE) && RATE >= 1 && RATE <= 5000)) throw new Error('--rate must be a whole number from 1 to 5000');
 const CRIT_SEC = args['critical-sec'] === undefined ? (QUICK ? 10 : 30) : Number(args['critical-sec']);
 if (!(Number.isInteger(CRIT_SEC) && CRIT_SEC >= 2 && CRIT_SEC <= 600)) throw new Error('--critical-sec must be a whole number from 2 to 600');
+const SLOW_FSYNC_MS = args['slow-fsync-ms'] === undefined ? null : Number(args['slow-fsync-ms']);
+if (SLOW_FSYNC_MS !== null && !(Number.isInteger(SLOW_FSYNC_MS) && SLOW_FSYNC_MS >= 1 && SLOW_FSYNC_MS <= 5000)) throw new Error('--slow-fsync-ms must be a whole number from 1 to 5000');
 const WARMUP_SEC = 1;
 const BURST_PRESSES = QUICK ? 10_000 : 20_000;
 const BURST_DEVICES = cap(QUICK ? 10_000 : 20_000);
@@ -309,8 +318,11 @@ async function main(): Promise<void> {
   const police = new PoliceReceiver();
   const policeUrl = await police.start();
   const dataDir = tempDataDir('safehaven-bench-city-');
-  const mqttPort = await freePort();
-  const httpPort = await freePort();
+  const slowDisk = SLOW_FSYNC_MS === null ? {} : slowFsyncEnv(dataDir, SLOW_FSYNC_MS);
+  if (SLOW_FSYNC_MS !== null) progress(`slow disk: every fsync and fdatasync of the gateway waits ${SLOW_FSYNC_MS} ms more`);
+  // Below the ephemeral range: an outgoing connection (the gateway's own, during its start) cannot take them first.
+  const mqttPort = await freePortOutsideEphemeralRange();
+  const httpPort = await freePortOutsideEphemeralRange();
   const gw: GatewayProcess = startGateway({
     dataDir,
     mqttPort,
@@ -321,7 +333,7 @@ async function main(): Promise<void> {
       SAFEHAVEN_DEMO_STORES: String(TOTAL_DEVICES), SAFEHAVEN_DEMO_HOMES: '0',
       // Warnings only: at info the gateway logs two lines per alert into the pipe this process reads, and
       // this process, busy with thousands of devices, reads it late: the gateway then blocks on a full pipe.
-      SAFEHAVEN_ADMIN_TOKEN: ADMIN_TOKEN,
+      SAFEHAVEN_ADMIN_TOKEN: ADMIN_TOKEN, ...slowDisk,
       ...(POLICE_CONCURRENCY ? { SAFEHAVEN_CONFIG: writeConfig(dataDir, { police: { concurrency: POLICE_CONCURRENCY } }) } : {}), SAFEHAVEN_LOG_LEVEL: 'warn',
     },
     nodeArgs: args['gateway-node-args']?.split(' ').filter(Boolean),
@@ -330,6 +342,15 @@ async function main(): Promise<void> {
   gatewayTail = () => gw.tail(40);
   let mosquitto: ChildProcess | null = null;
   let forwarder: ChildProcess | null = null;
+  let finishing = false;
+  // Every phase waits for the gateway's answers: without this a gateway that died would leave the bench waiting for ever.
+  void gw.exited.then((exit) => {
+    if (finishing) return;
+    progress(`FAILED: the gateway exited during the bench (${JSON.stringify(exit)}); its last lines:\n${gw.tail(40)}`);
+    mosquitto?.kill('SIGKILL');
+    forwarder?.kill('SIGKILL');
+    process.exit(1);
+  });
   const fleets: Fleet[] = [];
   const mosqDir = mkdtempSync(join(tmpdir(), 'safehaven-bench-mosquitto-'));
   try {
@@ -399,6 +420,7 @@ async function main(): Promise<void> {
       progress(`RSS ${(rssKiB(gw.pid) / 1024).toFixed(1)} MiB with ${SCALE_DEVICES} devices (after the burst): ${kbAtScale.toFixed(1)} KiB per device`);
     }
     for (const f of fleets.splice(0)) f.stop();
+    finishing = true;
     const gwExit = await gw.stop(30_000);
     progress(`gateway stopped (${JSON.stringify(gwExit)})`);
 
@@ -408,7 +430,7 @@ async function main(): Promise<void> {
     let baseline: PressResult = SKIPPED_PRESSES;
     let baseCpu: { bench: number; gateway: number } | null = null;
     if (runs('baseline')) {
-      const mosqPort = await freePort();
+      const mosqPort = await freePortOutsideEphemeralRange();
       mosquitto = startMosquitto(mosqPort, mosqDir);
       await waitForPort(mosqPort, 10_000);
       forwarder = await startForwarder(`mqtt://127.0.0.1:${mosqPort}`, policeUrl);
@@ -467,6 +489,7 @@ async function main(): Promise<void> {
     ].join('\n') + '\n');
     process.stdout.write(`${JSON.stringify(result)}\n`);
   } finally {
+    finishing = true;
     for (const f of fleets) f.stop();
     if (gw.alive) gw.kill('SIGKILL');
     await gw.exited;
@@ -509,7 +532,7 @@ async function gatewayHealth(httpPort: number): Promise<GatewayHealth | null> {
 }
 interface GatewayHealth {
   supervision?: { devices: number; missed: number; openTroubles: number };
-  store?: { commits: number; walFlushes: number; checkpoint?: { holds?: number; walFrames?: number } };
+  store?: { commits: number; walFlushes: number; checkpoint?: { holds?: number; restarts?: number; longestHoldMs?: number; walFrames?: number } };
 }
 
 function supervisionLine(health: GatewayHealth | null): string {
@@ -522,9 +545,9 @@ function storeLine(before: GatewayHealth | null, after: GatewayHealth | null, al
   if (!before?.store || !after?.store || alerts === 0) return 'unavailable';
   const commits = after.store.commits - before.store.commits;
   const flushes = after.store.walFlushes - before.store.walFlushes;
-  const holds = (after.store.checkpoint?.holds ?? 0) - (before.store.checkpoint?.holds ?? 0);
+  const since = (key: 'holds' | 'restarts') => (after.store!.checkpoint?.[key] ?? 0) - (before.store!.checkpoint?.[key] ?? 0);
   return `${commits} transactions, ${flushes} WAL flushes for ${alerts} alerts (${(commits / alerts).toFixed(2)} and ${(flushes / alerts).toFixed(2)} per alert); ` +
-    `writes held ${holds} times for a checkpoint, WAL at ${after.store.checkpoint?.walFrames ?? '?'} frames`;
+    `writes held ${since('holds')} times for ${since('restarts')} WAL restarts (longest hold since start ${after.store.checkpoint?.longestHoldMs ?? '?'} ms), WAL at ${after.store.checkpoint?.walFrames ?? '?'} frames`;
 }
 
 /** One press from every connected device at once (more presses than devices: some press twice). */

@@ -19,7 +19,7 @@ import { parseArgs } from 'node:util';
 import { PoliceSim } from '../gateway/police-sim/police-sim.ts';
 import { demoSecret, readDemoKey } from '../gateway/registry/demo-credentials.ts';
 import { deriveAlertId, topics } from '../protocol/index.ts';
-import { freePort, removeDir, startGateway, tempDataDir, type GatewayProcess } from '../test/support/gateway-process.ts';
+import { freePortOutsideEphemeralRange, removeDir, startGateway, tempDataDir, type GatewayProcess } from '../test/support/gateway-process.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -105,7 +105,8 @@ function connectDevice(url: string, id: string, secret: string): Promise<MqttCli
 
 async function main(): Promise<void> {
   const dataDir = tempDataDir('safehaven-bench-');
-  const policePort = await freePort();
+  // Bound only when the police "come back": below the ephemeral range, no outgoing connection takes it meanwhile.
+  const policePort = await freePortOutsideEphemeralRange();
   const policeUrl = `http://127.0.0.1:${policePort}/alerts`;
   progress(`${ALERTS} alerts over ${DEVICES} devices (window ${WINDOW} each); police endpoint ${policeUrl} is DOWN; data dir ${dataDir}`);
 

@@ -133,7 +133,7 @@ describe('Checkpointer', () => {
     cleanups.push(() => checkpointer.stop());
     await waitFor(() => heldUntil > 0, 'the end of the first hold', 5000);
     expect(heldUntil).toBeGreaterThanOrEqual(releasedAt);
-    expect(checkpointer.status()).toMatchObject({ holds: 1, restarts: 1, lastError: null });
+    expect(checkpointer.status()).toMatchObject({ holds: 1, lastError: null });
   });
 
   it('hands checkpoints back to the connection when its worker dies', async () => {

@@ -42,7 +42,7 @@ db.pragma('synchronous = NORMAL');
 db.pragma(`journal_size_limit = ${walSizeLimitBytes}`);
 const pin = new Database(path, { fileMustExist: true });
 const pinRead = pin.prepare('SELECT count(*) FROM meta');
-const markRestart = db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('wal_restarted_at', ?)");
+const markWal = db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('checkpoint_worker_wrote_at', ?)");
 
 function unpin() {
   if (pin.inTransaction) pin.exec('COMMIT');
@@ -92,30 +92,49 @@ function tick() {
   return summary(row, false);
 }
 
-/** Only while the gateway holds its writes. */
-function restart() {
+/**
+ * A tiny write of this thread's, then the pin: the frame just written is not
+ * copied yet, so the read uses the WAL. If every frame was copied, this write
+ * is the one that restarts the WAL (and fsyncs its header) — here, not on the
+ * event loop. Only while the gateway holds its writes. True if it restarted.
+ */
+function writeAndPin() {
   try {
-    unpin();
-    const row = checkpoint();
-    // A reader of the gateway's still inside older frames: no restart this time, the next request tries again.
-    if (row.log > row.checkpointed) return summary(row, false);
     const before = walSalt();
     Atomics.store(writeFlag, 0, 1);
     try {
-      markRestart.run(String(Date.now()));
+      markWal.run(String(Date.now()));
     } finally {
       Atomics.store(writeFlag, 0, 0);
     }
-    return summary(row, walSalt() !== before);
+    return walSalt() !== before;
   } finally {
-    // The frame just written is not copied yet, so this read uses the WAL: pinned again.
     pinNow();
   }
 }
 
+/** Only while the gateway holds its writes. */
+function restart() {
+  unpin();
+  let row;
+  try {
+    row = checkpoint();
+  } catch (err) {
+    pinNow();
+    throw err;
+  }
+  // A reader of the gateway's still inside older frames: no restart this time (pinned again), the next request tries again.
+  if (row.log > row.checkpointed) {
+    pinNow();
+    return summary(row, false);
+  }
+  return summary(row, writeAndPin());
+}
+
 const timer = setInterval(() => report(false, tick), intervalMs);
 // The gateway holds its writes until this first report: from then on its writes only append.
-report(true, restart);
+// No checkpoint first: at most one fsync (a restart's header) before the gateway may write.
+report(true, () => ({ busy: 0, walFrames: null, checkpointed: null, restarted: writeAndPin() }));
 parentPort.on('message', (msg) => {
   if (msg === 'restart') return report(true, restart);
   if (msg !== 'stop') return;

@@ -26,7 +26,8 @@ const HOLD_MAX_MS = 1000;
 const WRITE_RECHECK_MS = 20;
 
 /** `requested`: the restart asked for while the writes are held (and the worker's first, which establishes its pin). */
-type WorkerReport = ({ ok: true; busy: number; walFrames: number; checkpointed: number; restarted: boolean } | { ok: false; error: string; code: string | null }) & { requested: boolean };
+/** `walFrames` null: no checkpoint ran (the first report, which only establishes the pin). */
+type WorkerReport = ({ ok: true; busy: number; walFrames: number | null; checkpointed: number | null; restarted: boolean } | { ok: false; error: string; code: string | null }) & { requested: boolean };
 
 export interface CheckpointStatus {
   /** On the worker thread (true), or inline on commit after the worker failed (false). */
@@ -35,6 +36,8 @@ export interface CheckpointStatus {
   walFrames: number;
   /** Times the gateway's writes were held for a WAL restart (at start, and each time the WAL grew past RESTART_WAL_FRAMES). */
   holds: number;
+  /** The longest hold so far, ms: how long acknowledgements waited for a restart at worst. */
+  longestHoldMs: number;
   /** WAL restarts, all made by the worker. */
   restarts: number;
   lastError: string | null;
@@ -42,7 +45,7 @@ export interface CheckpointStatus {
 
 export class Checkpointer {
   private worker: Worker | null = null;
-  private readonly state: CheckpointStatus = { offLoop: false, checkpoints: 0, walFrames: 0, holds: 0, restarts: 0, lastError: null };
+  private readonly state: CheckpointStatus = { offLoop: false, checkpoints: 0, walFrames: 0, holds: 0, longestHoldMs: 0, restarts: 0, lastError: null };
   private stopping = false;
   /** Set while the gateway's writes are held for a restart: the worker's next requested report ends the hold. */
   private release: (() => void) | null = null;
@@ -101,12 +104,12 @@ export class Checkpointer {
   private noteReport(report: WorkerReport): void {
     if (report.requested) this.endHold();
     if (report.ok) {
-      this.state.checkpoints++;
-      this.state.walFrames = report.restarted ? 0 : report.walFrames;
+      if (report.walFrames !== null) this.state.checkpoints++;
+      this.state.walFrames = report.restarted ? 0 : report.walFrames ?? this.state.walFrames;
       if (report.restarted) this.state.restarts++;
       if (this.state.lastError) this.log.warn({ walFrames: report.walFrames }, 'WAL checkpoints work again');
       this.state.lastError = null;
-      if (!report.requested && report.walFrames > this.restartWalFrames) this.requestRestart();
+      if (!report.requested && (report.walFrames ?? 0) > this.restartWalFrames) this.requestRestart();
       return;
     }
     this.counters.inc('store_checkpoint_failures_total');
@@ -127,6 +130,7 @@ export class Checkpointer {
   private holdForRestart(): void {
     this.lastHoldAt = Date.now();
     this.state.holds++;
+    const heldAt = performance.now();
     this.holdWrites(new Promise<void>((resolve) => {
       const expire = () => {
         if (Atomics.load(this.writing, 0) === 1) this.holdTimer = setTimeout(expire, WRITE_RECHECK_MS);
@@ -136,6 +140,7 @@ export class Checkpointer {
       this.release = () => {
         if (this.holdTimer) clearTimeout(this.holdTimer);
         this.holdTimer = null;
+        this.state.longestHoldMs = Math.max(this.state.longestHoldMs, Math.round((performance.now() - heldAt) * 10) / 10);
         resolve();
       };
     }));

@@ -31,7 +31,7 @@ interface Job {
 export interface CommitQueueOptions {
   /** Pending writes beyond this are refused (the device retries), never buffered without end. */
   maxPending: number;
-  /** Jobs per transaction: bounds how long one flush holds the event loop. */
+  /** Jobs per transaction (one transaction per turn): bounds how long a commit holds the event loop. */
   maxBatch: number;
   /** A WAL flush running longer than this makes the store report failing (a disk that stopped answering). */
   flushStallMs?: number;
@@ -47,7 +47,8 @@ export interface CommitQueueOptions {
 
 const FLUSH_STALL_MS = 10_000;
 
-export const COMMIT_QUEUE_DEFAULTS: CommitQueueOptions = { maxPending: 20_000, maxBatch: 1000 };
+/** 250 jobs: about 10-25 ms of the event loop per transaction on the alert path. */
+export const COMMIT_QUEUE_DEFAULTS: CommitQueueOptions = { maxPending: 20_000, maxBatch: 250 };
 
 export interface WriteOptions {
   /**
@@ -157,12 +158,12 @@ export class CommitQueue {
     this.scheduled = true;
     const run = () => {
       this.windowTimer = null;
+      this.scheduled = false;
       // A hold that began after this was scheduled wins: its release schedules again.
-      if (this.holds > 0) {
-        this.scheduled = false;
-        return;
-      }
-      this.flush();
+      if (this.holds > 0) return;
+      this.commit(this.pending.splice(0, this.opts.maxBatch));
+      // One transaction per turn: a backlog (after a hold, or a slow flush) commits between other I/O, not as one long block.
+      if (this.pending.length > 0) this.schedule();
     };
     // Monotonic, and never more than the window: a wall clock stepped back must not hold the writes.
     const window = this.opts.groupWindowMs ?? 0;
@@ -191,7 +192,7 @@ export class CommitQueue {
     return !this.closed && this.health.ok && !this.flushFailed && this.pending.length < this.opts.maxPending;
   }
 
-  /** Commits everything pending now; used on shutdown. */
+  /** Commits everything pending now, in one turn; used on shutdown. */
   flush(): void {
     if (this.windowTimer) clearTimeout(this.windowTimer);
     this.windowTimer = null;
