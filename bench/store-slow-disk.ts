@@ -7,7 +7,7 @@
 // device and every police POST. Prints the loop's delay percentiles and its
 // longest stall, the acknowledgement latency, and the store's WAL restarts.
 //
-//   npm run bench:slow-disk [-- --fsync-ms 300 --rate 1 --sec 20]
+//   npm run bench:slow-disk [-- --fsync-ms 300 --rate 2 --sec 30 --write-kb 16 --restart-frames 64]
 import { spawn } from 'node:child_process';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
@@ -22,8 +22,12 @@ const { values: args } = parseArgs({
   options: {
     'fsync-ms': { type: 'string', default: '300' },
     /** Writes a second: a quiet night is a few (presence chunks, the odd alert), so checkpoints catch up between them. */
-    rate: { type: 'string', default: '1' },
-    sec: { type: 'string', default: '20' },
+    rate: { type: 'string', default: '2' },
+    sec: { type: 'string', default: '30' },
+    /** Bytes per write, in KiB: 16 is four pages. */
+    'write-kb': { type: 'string', default: '16' },
+    /** The store restarts its WAL past this many frames (the gateway: 4,096); small, so that a short run restarts it several times. */
+    'restart-frames': { type: 'string', default: '64' },
     child: { type: 'boolean', default: false },
   },
   strict: true,
@@ -34,6 +38,10 @@ const SEC = Number(args.sec);
 if (!(Number.isInteger(FSYNC_MS) && FSYNC_MS >= 0 && FSYNC_MS <= 5000)) throw new Error('--fsync-ms must be a whole number from 0 to 5000');
 if (!(RATE > 0 && RATE <= 1000)) throw new Error('--rate must be above 0 and at most 1000');
 if (!(Number.isInteger(SEC) && SEC >= 2 && SEC <= 600)) throw new Error('--sec must be a whole number from 2 to 600');
+const WRITE_KB = Number(args['write-kb']);
+const RESTART_FRAMES = Number(args['restart-frames']);
+if (!(Number.isInteger(WRITE_KB) && WRITE_KB >= 1 && WRITE_KB <= 1024)) throw new Error('--write-kb must be a whole number from 1 to 1024');
+if (!(Number.isInteger(RESTART_FRAMES) && RESTART_FRAMES >= 8)) throw new Error('--restart-frames must be a whole number of at least 8');
 
 const round = (n: number) => Math.round(n * 10) / 10;
 /** A gap this long between 1 ms ticks is a stall every device and police POST would feel. */
@@ -41,10 +49,10 @@ const STALL_MS = 50;
 
 async function child(): Promise<void> {
   const dataDir = tempDataDir('safehaven-bench-slow-disk-');
-  const store = new DurableStore({ dataDir, synchronous: 'full', checkpointIntervalMs: 250 }, new Counters(), pino({ level: 'warn' }));
+  const store = new DurableStore({ dataDir, synchronous: 'full', checkpointIntervalMs: 250, restartWalFrames: RESTART_FRAMES }, new Counters(), pino({ level: 'warn' }));
   const { db, commits } = store.start();
   const insert = db.prepare("INSERT INTO audit (at, actor, action, target, detail) VALUES (?, 'bench', 'write', ?, ?)");
-  const detail = JSON.stringify({ note: 'x'.repeat(300) });
+  const detail = JSON.stringify({ note: 'x'.repeat(WRITE_KB * 1024) });
   const loop = monitorEventLoopDelay({ resolution: 1 });
   const acks: number[] = [];
   let longestStall = 0;
@@ -76,7 +84,7 @@ async function child(): Promise<void> {
     bench: 'store-slow-disk', fsync_ms: FSYNC_MS, rate_per_s: RATE, sec: SEC, writes: writes.length,
     loop_delay_p50_ms: ms(loop.percentile(50)), loop_delay_p99_ms: ms(loop.percentile(99)), loop_delay_max_ms: ms(loop.max), longest_stall_ms: round(longestStall), stalls_over_50ms: stalls,
     ack_p50_ms: round(nearestRank(acks, 50) ?? NaN), ack_p99_ms: round(nearestRank(acks, 99) ?? NaN),
-    wal_flushes: status.walFlushes, checkpoints: status.checkpoint.checkpoints, wal_restarts: status.checkpoint.restarts ?? null,
+    wal_flushes: status.walFlushes, checkpoints: status.checkpoint.checkpoints, wal_restarts: status.checkpoint.restarts ?? null, wal_restart_failures: status.checkpoint.restartFailures ?? null, wal_frames_at_end: status.checkpoint.walFrames,
     write_holds: status.checkpoint.holds, longest_hold_ms: status.checkpoint.longestHoldMs ?? null,
   })}\n`);
 }
@@ -84,7 +92,7 @@ async function child(): Promise<void> {
 async function parent(): Promise<void> {
   const libDir = tempDataDir('safehaven-bench-slow-fsync-');
   try {
-    process.stderr.write(`store on a slow disk: every fsync and fdatasync waits ${FSYNC_MS} ms more; ${RATE} writes/s for ${SEC} s…\n`);
+    process.stderr.write(`store on a slow disk: every fsync and fdatasync waits ${FSYNC_MS} ms more; ${RATE} writes/s of ${WRITE_KB} KiB for ${SEC} s, WAL restarted past ${RESTART_FRAMES} frames…\n`);
     const run = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1), '--child'], {
       env: { ...process.env, ...slowFsyncEnv(libDir, FSYNC_MS) },
       stdio: ['ignore', 'pipe', 'inherit'],
@@ -97,7 +105,7 @@ async function parent(): Promise<void> {
     process.stderr.write([
       `  event-loop delay p50 / p99 / max   ${result.loop_delay_p50_ms} / ${result.loop_delay_p99_ms} / ${result.loop_delay_max_ms} ms (gaps between 1 ms ticks: longest ${result.longest_stall_ms} ms, ${result.stalls_over_50ms} over ${STALL_MS} ms)`,
       `  acknowledgement p50 / p99          ${result.ack_p50_ms} / ${result.ack_p99_ms} ms (waits for the WAL flush: the slow disk shows here, and only here)`,
-      `  store                              ${result.writes} writes, ${result.wal_flushes} WAL flushes, ${result.checkpoints} checkpoints, ${result.wal_restarts} WAL restarts by the checkpoint worker, writes held ${result.write_holds} times (longest ${result.longest_hold_ms} ms)`,
+      `  store                              ${result.writes} writes, ${result.wal_flushes} WAL flushes, ${result.checkpoints} checkpoints, ${result.wal_restarts} WAL restarts by the checkpoint worker (${result.wal_restart_failures} failed), writes held ${result.write_holds} times (longest ${result.longest_hold_ms} ms), WAL at ${result.wal_frames_at_end} frames at the end`,
       '',
     ].join('\n'));
     process.stdout.write(out.trim().split('\n').pop() + '\n');

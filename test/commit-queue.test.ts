@@ -58,6 +58,23 @@ describe('CommitQueue', () => {
     expect(ids()).toEqual([1, 2, 3, 4, 5, 6]);
   });
 
+  it('holds every transaction while held, a full batch too, commits them one per turn after, and reports a hold that lasts', async () => {
+    const q = queue({ maxPending: 100, maxBatch: 3, flushStallMs: 50 });
+    let release!: () => void;
+    q.holdWhile(new Promise<void>((resolve) => { release = resolve; }));
+    const writes = [1, 2, 3, 4, 5, 6, 7].map((id) => q.write(insert(id)));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(q.status()).toMatchObject({ commits: 0, pending: 7, ok: false, lastError: expect.stringContaining('writes held') });
+    release();
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+    // One transaction in the first turn after the release, the next in the turn after.
+    expect(q.status().commits).toBeLessThan(3);
+    await Promise.all(writes);
+    expect(q.status()).toMatchObject({ commits: 3, pending: 0, ok: true });
+    expect(ids()).toEqual([1, 2, 3, 4, 5, 6, 7]);
+  });
+
   it('keeps its group window when the wall clock steps back', async () => {
     const q = queue({ maxPending: 100, maxBatch: 1000, groupWindowMs: 20 });
     await q.write(insert(1));

@@ -116,38 +116,67 @@ describe('Checkpointer', () => {
     expect(checkpointer.status().lastError).toBeNull();
   });
 
-  it('does not end a hold while its restart write waits for the lock: a write here would wait on the event loop', async () => {
+  /** The restart handshake's shared state (RESTART_STATE: 0 idle, 1 held, 2 working, 3 expired). */
+  const restartState = (checkpointer: Checkpointer) => (checkpointer as unknown as { restartState: Int32Array }).restartState;
+
+  it('does not end a hold once the worker has begun: its write may wait for the lock, and a write here would wait on the event loop', async () => {
     const db = freshDb();
     // Another connection (an operator's shell, say) holds the write lock past the hold's 1 s bound.
     const other = openDatabase({ dataDir: dirname(db.name), synchronous: 'normal' });
     cleanups.push(() => other.open && other.close());
     other.exec('BEGIN IMMEDIATE');
-    let releasedAt = Infinity;
-    setTimeout(() => {
-      other.exec('COMMIT');
-      releasedAt = performance.now();
-    }, 1300);
     let heldUntil = 0;
     const checkpointer = new Checkpointer(db, 20, new Counters(), log, (until) => void until.then(() => { heldUntil = performance.now(); }));
     checkpointer.start();
     cleanups.push(() => checkpointer.stop());
+    // The worker has begun its first write (and waits for the lock): from now on the hold outlasts its 1 s bound.
+    await waitFor(() => restartState(checkpointer)[0] === 2, 'the worker at work on the first hold', 5000);
+    await new Promise((resolve) => setTimeout(resolve, 1300));
+    other.exec('COMMIT');
+    const releasedAt = performance.now();
     await waitFor(() => heldUntil > 0, 'the end of the first hold', 5000);
     expect(heldUntil).toBeGreaterThanOrEqual(releasedAt);
     expect(checkpointer.status()).toMatchObject({ holds: 1, lastError: null });
   });
 
-  it('hands checkpoints back to the connection when its worker dies', async () => {
+  it('skips a hold that expired before the worker began, and pins with a restart later', async () => {
+    const db = freshDb();
+    const { commits, checkpointer } = restartingCheckpointer(db, 100_000);
+    // As if the worker took longer than the hold's bound to start: the gateway may be writing, so the worker must not.
+    Atomics.store(restartState(checkpointer), 0, 3);
+    await waitFor(() => checkpointer.status().holds >= 2 && checkpointer.status().restartFailures >= 1, 'a second hold, after the skipped first');
+    // Pinned by that hold: sparse writes after caught-up checkpoints no longer restart the WAL here.
+    let salt = walSalt(db);
+    let saltChanges = 0;
+    for (let i = 0; i < 40; i++) {
+      await commits.write(() => {
+        if (walSalt(db) !== salt) saltChanges++;
+        salt = walSalt(db);
+        insertAudit(db, 5);
+      });
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    expect(saltChanges).toBeLessThanOrEqual(checkpointer.status().restarts);
+    expect(checkpointer.status().lastError).toBeNull();
+  });
+
+  it('hands checkpoints back to the connection when its worker dies, and the WAL restarts here again', async () => {
     const db = freshDb();
     const counters = new Counters();
-    const checkpointer = new Checkpointer(db, 1000, counters, log);
+    const commits = new CommitQueue(db, log);
+    const checkpointer = new Checkpointer(db, 20, counters, log, (until) => commits.holdWhile(until));
     checkpointer.start();
+    // Pinned (the first hold is over), and checkpointing.
+    await commits.write(() => insertAudit(db, 1));
+    await waitFor(() => checkpointer.status().checkpoints > 0, 'a checkpoint');
     await (checkpointer as unknown as { worker: { terminate(): Promise<number> } }).worker.terminate();
     await waitFor(() => !checkpointer.status().offLoop, 'the fallback to checkpoints on commit');
     expect(db.pragma('wal_autocheckpoint', { simple: true })).toBe(1000);
     expect(counters.get('store_checkpoint_failures_total')).toBe(1);
-    // Its pin went with it: the WAL restarts again, here now.
+    // Its pin went with it: a checkpoint here catches up, and the next write restarts the WAL.
     insertAudit(db, 1);
-    db.pragma('wal_checkpoint(PASSIVE)');
+    const [row] = db.pragma('wal_checkpoint(PASSIVE)') as Array<{ log: number; checkpointed: number }>;
+    expect(row!.checkpointed).toBe(row!.log);
     const before = walSalt(db);
     insertAudit(db, 1);
     expect(walSalt(db)).not.toBe(before);

@@ -24,9 +24,9 @@ const { parentPort, workerData } = require('node:worker_threads');
 const { closeSync, openSync, readSync } = require('node:fs');
 const Database = require('better-sqlite3');
 
-const { path, intervalMs, walSizeLimitBytes, writing } = workerData;
-/** Set while this thread holds or waits for the write lock: the gateway does not end a hold meanwhile (its write would block its event loop on the lock). */
-const writeFlag = new Int32Array(writing);
+const { path, intervalMs, walSizeLimitBytes, restartState, states } = workerData;
+/** The restart handshake with the gateway (RESTART_STATE in checkpointer.ts). */
+const handshake = new Int32Array(restartState);
 /**
  * Only the gateway's own writes outside the commit queue (first-start
  * seeding) or another process (an operator's sqlite3 shell) compete for the
@@ -43,15 +43,20 @@ db.pragma(`journal_size_limit = ${walSizeLimitBytes}`);
 const pin = new Database(path, { fileMustExist: true });
 const pinRead = pin.prepare('SELECT count(*) FROM meta');
 const markWal = db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('checkpoint_worker_wrote_at', ?)");
+/** The pin's read uses the WAL (it began while some frames were not copied yet), so the gateway's writes cannot restart it. */
+let pinned = false;
 
 function unpin() {
   if (pin.inTransaction) pin.exec('COMMIT');
+  pinned = false;
 }
 
-function pinNow() {
+/** `usesWal`: the caller knows some frames are not copied yet (only this thread copies them), so the read really pins. */
+function pinNow(usesWal) {
   unpin();
   pin.exec('BEGIN');
   pinRead.get();
+  pinned = usesWal;
 }
 
 function checkpoint() {
@@ -59,7 +64,7 @@ function checkpoint() {
   return row;
 }
 
-/** Salt-1 of the WAL header: SQLite changes it at every restart. */
+/** Salt-1 of the WAL header (null while the WAL is empty): SQLite changes it at every restart. */
 function walSalt() {
   const header = Buffer.alloc(32);
   const fd = openSync(`${path}-wal`, 'r');
@@ -70,23 +75,23 @@ function walSalt() {
   }
 }
 
-function report(requested, run) {
+function report(hold, run) {
   try {
-    parentPort.postMessage({ ok: true, requested, ...run() });
+    parentPort.postMessage({ ok: true, hold, ...run(), pinned });
   } catch (err) {
-    parentPort.postMessage({ ok: false, error: String((err && err.message) || err), code: (err && err.code) || null, requested });
+    parentPort.postMessage({ ok: false, error: String((err && err.message) || err), code: (err && err.code) || null, hold, pinned });
   }
 }
 
 function summary(row, restarted) {
-  return { busy: row.busy, walFrames: row.log, checkpointed: row.checkpointed, restarted };
+  return { busy: row.busy, walFrames: row.log, checkpointed: row.checkpointed, restarted, skipped: false };
 }
 
 function tick() {
   let row = checkpoint();
   // Frames past the pin: the WAL is not fully copied, so a read started now uses it (and pins).
   if (row.log > row.checkpointed) {
-    pinNow();
+    pinNow(true);
     row = checkpoint();
   }
   return summary(row, false);
@@ -96,51 +101,75 @@ function tick() {
  * A tiny write of this thread's, then the pin: the frame just written is not
  * copied yet, so the read uses the WAL. If every frame was copied, this write
  * is the one that restarts the WAL (and fsyncs its header) — here, not on the
- * event loop. Only while the gateway holds its writes. True if it restarted.
+ * event loop. True if it restarted.
  */
 function writeAndPin() {
+  let wrote = false;
   try {
     const before = walSalt();
-    Atomics.store(writeFlag, 0, 1);
-    try {
-      markWal.run(String(Date.now()));
-    } finally {
-      Atomics.store(writeFlag, 0, 0);
-    }
-    return walSalt() !== before;
+    markWal.run(String(Date.now()));
+    wrote = true;
+    return before !== null && walSalt() !== before;
   } finally {
-    pinNow();
+    pinNow(wrote);
   }
 }
 
-/** Only while the gateway holds its writes. */
+/** Every frame copied, then the write that restarts the WAL. */
 function restart() {
   unpin();
   let row;
   try {
     row = checkpoint();
   } catch (err) {
-    pinNow();
+    pinNow(true);
     throw err;
   }
   // A reader of the gateway's still inside older frames: no restart this time (pinned again), the next request tries again.
   if (row.log > row.checkpointed) {
-    pinNow();
+    pinNow(true);
     return summary(row, false);
   }
   return summary(row, writeAndPin());
 }
 
-const timer = setInterval(() => report(false, tick), intervalMs);
-// The gateway holds its writes until this first report: from then on its writes only append.
-// No checkpoint first: at most one fsync (a restart's header) before the gateway may write.
-report(true, () => ({ busy: 0, walFrames: null, checkpointed: null, restarted: writeAndPin() }));
+/**
+ * Runs `fn` only if the gateway still holds its writes for it (HELD →
+ * WORKING; the gateway's timeout cannot end the hold from then on), IDLE
+ * again after. A hold that expired first is skipped: the gateway may be
+ * writing, and a write here could meet its lock or restart the WAL under it.
+ */
+function whileHeld(fn) {
+  if (Atomics.compareExchange(handshake, 0, states.HELD, states.WORKING) !== states.HELD) {
+    Atomics.store(handshake, 0, states.IDLE);
+    return { busy: 0, walFrames: null, checkpointed: null, restarted: false, skipped: true };
+  }
+  try {
+    return fn();
+  } finally {
+    Atomics.store(handshake, 0, states.IDLE);
+  }
+}
+
+const timer = setInterval(() => report(null, tick), intervalMs);
+// Hold 0, the gateway's first: from this report on its writes only append. No checkpoint first,
+// so at most one fsync (a restart's header) before the gateway may write.
+report(0, () => whileHeld(() => ({ busy: 0, walFrames: null, checkpointed: null, restarted: writeAndPin(), skipped: false })));
+/** The gateway answers `ready` by holding its writes within this, or the restart is skipped (it asks again later). */
+const READY_WAIT_MS = 1000;
+
 parentPort.on('message', (msg) => {
-  if (msg === 'restart') return report(true, restart);
+  if (msg && typeof msg.restart === 'number') {
+    // Only now, with no checkpoint of this thread's running, do the gateway's writes need to wait.
+    Atomics.store(handshake, 0, states.IDLE);
+    parentPort.postMessage({ ready: msg.restart });
+    Atomics.wait(handshake, 0, states.IDLE, READY_WAIT_MS);
+    return report(msg.restart, () => whileHeld(restart));
+  }
   if (msg !== 'stop') return;
   clearInterval(timer);
   unpin();
-  report(false, () => summary(checkpoint(), false));
+  report(null, () => summary(checkpoint(), false));
   pin.close();
   db.close();
   parentPort.close();

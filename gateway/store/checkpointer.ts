@@ -20,14 +20,37 @@ const INLINE_AUTOCHECKPOINT_PAGES = 1000;
  * once it has grown past this many frames (16 MiB of 4 KiB pages).
  */
 const RESTART_WAL_FRAMES = 4096;
-/** A worker that does not answer within this does not hold the gateway's writes any longer… */
+/** A worker that has not begun the restart within this does not hold the gateway's writes any longer… */
 const HOLD_MAX_MS = 1000;
-/** …unless it is inside its restart write: then a write of the gateway's would wait for the lock on the event loop. Checked again this often. */
-const WRITE_RECHECK_MS = 20;
+/** …but once it has, the hold lasts until it is done: a write of the gateway's would meet its lock on the event loop, or restart the WAL there. Checked this often. */
+const WORKING_RECHECK_MS = 20;
+/** Between the end of one hold and the next at least this, doubled after each restart that failed (up to 16 times). */
+const HOLD_GAP_MS = 1000;
+/** A WAL this many times past RESTART_WAL_FRAMES means restarts keep failing: said once, in a warning. */
+const WAL_GROWTH_WARNING_FACTOR = 4;
 
-/** `requested`: the restart asked for while the writes are held (and the worker's first, which establishes its pin). */
-/** `walFrames` null: no checkpoint ran (the first report, which only establishes the pin). */
-type WorkerReport = ({ ok: true; busy: number; walFrames: number | null; checkpointed: number | null; restarted: boolean } | { ok: false; error: string; code: string | null }) & { requested: boolean };
+/**
+ * The restart handshake, in shared memory so that neither side acts on a
+ * stale message. The gateway asks for a restart; when the worker gets to it
+ * (after a checkpoint it may be in the middle of: seconds on a slow disk) it
+ * sets IDLE, says it is ready and waits; the gateway then holds its writes
+ * and sets HELD. The worker begins only by swapping HELD for WORKING, and the
+ * gateway's timeout ends a hold only by swapping HELD for EXPIRED —
+ * whichever swaps first wins. The worker sets IDLE when done. The first hold
+ * (0, before the worker exists) starts at HELD.
+ */
+const RESTART_STATE = { IDLE: 0, HELD: 1, WORKING: 2, EXPIRED: 3 } as const;
+
+/**
+ * `hold`: the hold it answers (the first report answers hold 0, which
+ * establishes the pin), null for the timer's; `walFrames` null: no
+ * checkpoint ran; `skipped`: the hold had expired before the worker began;
+ * `pinned`: the worker's read pins the WAL.
+ */
+type WorkerReport = ({ ok: true; busy: number; walFrames: number | null; checkpointed: number | null; restarted: boolean; skipped: boolean } | { ok: false; error: string; code: string | null })
+  & { hold: number | null; pinned: boolean };
+/** The worker has got to restart `ready` and waits for the gateway to hold its writes. */
+type WorkerMessage = WorkerReport | { ready: number };
 
 export interface CheckpointStatus {
   /** On the worker thread (true), or inline on commit after the worker failed (false). */
@@ -40,19 +63,28 @@ export interface CheckpointStatus {
   longestHoldMs: number;
   /** WAL restarts, all made by the worker. */
   restarts: number;
+  /** Restarts asked for that did not happen (tried again later; the WAL grows meanwhile). */
+  restartFailures: number;
   lastError: string | null;
 }
 
 export class Checkpointer {
   private worker: Worker | null = null;
-  private readonly state: CheckpointStatus = { offLoop: false, checkpoints: 0, walFrames: 0, holds: 0, longestHoldMs: 0, restarts: 0, lastError: null };
+  private readonly state: CheckpointStatus = { offLoop: false, checkpoints: 0, walFrames: 0, holds: 0, longestHoldMs: 0, restarts: 0, restartFailures: 0, lastError: null };
   private stopping = false;
-  /** Set while the gateway's writes are held for a restart: the worker's next requested report ends the hold. */
+  /** Set while the gateway's writes are held for a restart: the worker's report on hold `holdId` ends it. */
   private release: (() => void) | null = null;
+  private holdId = 0;
+  /** The restart asked for and not yet answered (restarts are numbered from 1; hold 0 is the first pin). */
+  private asked: number | null = null;
+  private asks = 0;
   private holdTimer: NodeJS.Timeout | null = null;
-  private lastHoldAt = 0;
-  /** 1 while the worker holds or waits for the write lock (shared memory: readable while its message is still on the way). */
-  private writing = new Int32Array(new SharedArrayBuffer(4));
+  /** performance.now() when the last hold ended. */
+  private lastHoldEnd = -Infinity;
+  /** Restarts asked for in a row that did not happen: each doubles the gap before the next. */
+  private failedInRow = 0;
+  private walGrowthWarned = false;
+  private restartState = new Int32Array(new SharedArrayBuffer(4));
 
   constructor(
     private readonly db: Db,
@@ -66,12 +98,17 @@ export class Checkpointer {
 
   start(): void {
     this.stopping = false;
-    this.writing = new Int32Array(new SharedArrayBuffer(4));
-    const workerData = { path: this.db.name, intervalMs: this.intervalMs, walSizeLimitBytes: WAL_SIZE_LIMIT_BYTES, writing: this.writing.buffer };
+    this.restartState = new Int32Array(new SharedArrayBuffer(4));
+    // Hold 0, before the worker exists: until its first report has pinned the WAL, a write of the gateway's could still restart it.
+    this.holdForRestart(0);
+    const workerData = { path: this.db.name, intervalMs: this.intervalMs, walSizeLimitBytes: WAL_SIZE_LIMIT_BYTES, restartState: this.restartState.buffer, states: RESTART_STATE };
     const worker = new Worker(new URL('./checkpoint-worker.cjs', import.meta.url), { workerData });
     // The worker's timer must not keep a stopping process alive; stop() ends it explicitly.
     worker.unref();
-    worker.on('message', (report: WorkerReport) => this.noteReport(report));
+    worker.on('message', (msg: WorkerMessage) => {
+      if ('ready' in msg) this.workerReady(msg.ready);
+      else this.noteReport(msg);
+    });
     worker.on('error', (err) => this.fallBack(err));
     worker.on('exit', (code) => {
       if (!this.stopping) this.fallBack(new Error(`checkpoint worker exited with code ${code}`));
@@ -79,37 +116,43 @@ export class Checkpointer {
     this.worker = worker;
     this.db.pragma('wal_autocheckpoint = 0');
     this.state.offLoop = true;
-    // Until the worker's first restart has pinned the WAL, a write of the gateway's could still restart it.
-    this.holdForRestart();
   }
 
   status(): CheckpointStatus {
     return { ...this.state };
   }
 
-  /** A last checkpoint, then the worker ends; call before the store's connection closes. */
+  /**
+   * A last checkpoint, then the worker ends (after a restart it is in the
+   * middle of); only then are held writes let go. Call before the store's
+   * last commits and before its connection closes.
+   */
   async stop(): Promise<void> {
     const worker = this.worker;
     this.worker = null;
+    if (worker) {
+      this.stopping = true;
+      // Unref'd, the worker would not keep the process alive while we wait for it: the process could exit mid-shutdown.
+      worker.ref();
+      const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+      worker.postMessage('stop');
+      await exited;
+    }
     this.endHold();
-    if (!worker) return;
-    this.stopping = true;
-    // Unref'd, the worker would not keep the process alive while we wait for it: the process could exit mid-shutdown.
-    worker.ref();
-    const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
-    worker.postMessage('stop');
-    await exited;
   }
 
   private noteReport(report: WorkerReport): void {
-    if (report.requested) this.endHold();
+    if (report.hold !== null && report.hold === this.holdId) this.endHold();
+    if (report.hold !== null && report.hold === this.asked) this.asked = null;
     if (report.ok) {
       if (report.walFrames !== null) this.state.checkpoints++;
       this.state.walFrames = report.restarted ? 0 : report.walFrames ?? this.state.walFrames;
-      if (report.restarted) this.state.restarts++;
       if (this.state.lastError) this.log.warn({ walFrames: report.walFrames }, 'WAL checkpoints work again');
       this.state.lastError = null;
-      if (!report.requested && (report.walFrames ?? 0) > this.restartWalFrames) this.requestRestart();
+      if (report.hold !== null) this.noteRestart(report.hold, report.restarted, report.skipped);
+      this.watchGrowth();
+      // Unpinned (the first hold expired, or a restart's write failed), the next write of the gateway's could restart the WAL: a restart pins again.
+      if (report.hold === null && (!report.pinned || (report.walFrames ?? 0) > this.restartWalFrames)) this.requestRestart();
       return;
     }
     this.counters.inc('store_checkpoint_failures_total');
@@ -118,29 +161,68 @@ export class Checkpointer {
     this.state.lastError = report.error;
   }
 
-  private requestRestart(): void {
-    const worker = this.worker;
-    // At most one hold per HOLD_MAX_MS, whatever the worker reports: writes are never held most of the time.
-    if (!worker || this.release || Date.now() - this.lastHoldAt < HOLD_MAX_MS) return;
-    this.holdForRestart();
-    worker.postMessage('restart');
+  private noteRestart(hold: number, restarted: boolean, skipped: boolean): void {
+    if (restarted) {
+      this.state.restarts++;
+      this.failedInRow = 0;
+      return;
+    }
+    // Hold 0 only pins (a restart there is a bonus).
+    if (hold === 0 && !skipped) return;
+    // A reader of the gateway's still in older frames, a hold that expired before the worker began, a lock held elsewhere: the next one tries again, later.
+    this.state.restartFailures++;
+    this.failedInRow++;
+    this.counters.inc('store_wal_restart_failures_total');
   }
 
-  /** Held until the worker's next requested report, its death, or HOLD_MAX_MS outside its restart write. */
-  private holdForRestart(): void {
-    this.lastHoldAt = Date.now();
+  private watchGrowth(): void {
+    const large = this.state.walFrames > WAL_GROWTH_WARNING_FACTOR * this.restartWalFrames;
+    if (large && !this.walGrowthWarned) {
+      this.log.warn({ walFrames: this.state.walFrames, restartFailures: this.state.restartFailures, code: 'STORE_WAL_GROWING' },
+        'the WAL keeps growing: its restarts keep failing (a very slow disk, or a long-open reader); alerts are unaffected, disk use grows');
+    } else if (!large && this.walGrowthWarned) {
+      this.log.warn({ walFrames: this.state.walFrames }, 'the WAL restarts again');
+    }
+    this.walGrowthWarned = large;
+  }
+
+  private requestRestart(): void {
+    const worker = this.worker;
+    const gap = HOLD_GAP_MS * 2 ** Math.min(this.failedInRow, 4);
+    // Monotonic, from the end of the last hold: writes are never held most of the time, even when every restart fails.
+    if (!worker || this.release || this.asked !== null || performance.now() - this.lastHoldEnd < gap) return;
+    this.asked = ++this.asks;
+    worker.postMessage({ restart: this.asked });
+  }
+
+  private workerReady(restart: number): void {
+    // A restart asked for before a worker that died: its wait times out and it skips.
+    if (restart !== this.asked || !this.worker || this.release) return;
+    this.holdForRestart(restart);
+    Atomics.notify(this.restartState, 0);
+  }
+
+  /** Held until the worker's report on this hold, its death, or HOLD_MAX_MS if it has not begun by then. */
+  private holdForRestart(id: number): void {
+    this.holdId = id;
     this.state.holds++;
+    Atomics.store(this.restartState, 0, RESTART_STATE.HELD);
     const heldAt = performance.now();
     this.holdWrites(new Promise<void>((resolve) => {
       const expire = () => {
-        if (Atomics.load(this.writing, 0) === 1) this.holdTimer = setTimeout(expire, WRITE_RECHECK_MS);
-        else this.endHold();
+        // Begun already: wait until it is done (the report follows).
+        if (Atomics.compareExchange(this.restartState, 0, RESTART_STATE.HELD, RESTART_STATE.EXPIRED) === RESTART_STATE.WORKING) {
+          this.holdTimer = setTimeout(expire, WORKING_RECHECK_MS);
+        } else {
+          this.endHold();
+        }
       };
       this.holdTimer = setTimeout(expire, HOLD_MAX_MS);
       this.release = () => {
         if (this.holdTimer) clearTimeout(this.holdTimer);
         this.holdTimer = null;
-        this.state.longestHoldMs = Math.max(this.state.longestHoldMs, Math.round((performance.now() - heldAt) * 10) / 10);
+        this.lastHoldEnd = performance.now();
+        this.state.longestHoldMs = Math.max(this.state.longestHoldMs, Math.round((this.lastHoldEnd - heldAt) * 10) / 10);
         resolve();
       };
     }));

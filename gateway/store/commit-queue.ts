@@ -94,6 +94,8 @@ export class CommitQueue {
   /** When each flush asked for and not yet settled was asked for, oldest first (they settle in order): its length is the flushes running. */
   private readonly flushAskedAt: number[] = [];
   private holds = 0;
+  /** Date.now() when the writes began to be held, while they are. */
+  private heldSince: number | null = null;
   /** performance.now() when the last transaction began. */
   private lastCommitAt = -Infinity;
   private windowTimer: NodeJS.Timeout | null = null;
@@ -180,9 +182,9 @@ export class CommitQueue {
    * caller bounds how long it holds.
    */
   holdWhile(until: Promise<unknown>): void {
-    this.holds++;
+    if (this.holds++ === 0) this.heldSince = Date.now();
     void until.finally(() => {
-      this.holds--;
+      if (--this.holds === 0) this.heldSince = null;
       if (this.pending.length > 0) this.schedule();
     });
   }
@@ -320,10 +322,15 @@ export class CommitQueue {
   status(): StoreHealth {
     const status = { ...this.health, pending: this.pending.length };
     // A hung fdatasync fails nothing by itself: nothing is acknowledged, and the store must say why.
+    const stallMs = this.opts.flushStallMs ?? FLUSH_STALL_MS;
     const oldest = this.flushAskedAt[0];
     const stalledMs = oldest === undefined ? 0 : Date.now() - oldest;
-    if (stalledMs > (this.opts.flushStallMs ?? FLUSH_STALL_MS)) {
+    if (stalledMs > stallMs) {
       return { ...status, ok: false, lastError: `WAL flush not finished after ${Math.round(stalledMs / 1000)} s: the disk is not answering; nothing is acknowledged meanwhile`, lastErrorAt: oldest! };
+    }
+    const heldMs = this.heldSince === null ? 0 : Date.now() - this.heldSince;
+    if (heldMs > stallMs) {
+      return { ...status, ok: false, lastError: `writes held ${Math.round(heldMs / 1000)} s for a WAL restart that has not finished: the disk is not answering; nothing is acknowledged meanwhile`, lastErrorAt: this.heldSince! };
     }
     return status;
   }

@@ -21,6 +21,8 @@ export interface DurableStoreOptions {
   /** full: a write is durable once the WAL is on disk (survives power loss); normal: once SQLite committed it (survives a crash). */
   synchronous: 'full' | 'normal';
   checkpointIntervalMs: number;
+  /** Frames past which the WAL is restarted (default RESTART_WAL_FRAMES); smaller for tests and benches that want to see restarts. */
+  restartWalFrames?: number;
 }
 
 export interface DurableStoreStatus extends StoreHealth {
@@ -44,7 +46,7 @@ export class DurableStore {
     try {
       flusher?.start();
       const commits = new CommitQueue(db, this.log, { ...COMMIT_QUEUE_DEFAULTS, groupWindowMs: GROUP_COMMIT_WINDOW_MS }, flusher);
-      const checkpointer = new Checkpointer(db, this.opts.checkpointIntervalMs, this.counters, this.log, (until) => commits.holdWhile(until));
+      const checkpointer = new Checkpointer(db, this.opts.checkpointIntervalMs, this.counters, this.log, (until) => commits.holdWhile(until), this.opts.restartWalFrames);
       checkpointer.start();
       this.opened = { db, commits, flusher, checkpointer };
       return { db, commits };
@@ -61,16 +63,21 @@ export class DurableStore {
     return { ...commits.status(), checkpoint: checkpointer.status(), walFlushes: flusher?.count() ?? 0 };
   }
 
-  /** Every pending write committed and flushed, a last checkpoint, then the connection closed. */
+  /**
+   * The checkpoint worker ends first (after a restart it may be in the
+   * middle of: the last commits must not meet its lock), then every pending
+   * write is committed and flushed and the connection closed (SQLite's last
+   * checkpoint).
+   */
   async stop(): Promise<void> {
     const opened = this.opened;
     this.opened = null;
     if (!opened) return;
     try {
+      await opened.checkpointer.stop();
       await opened.commits.close();
       await opened.flusher?.stop();
     } finally {
-      await opened.checkpointer.stop();
       opened.db.close();
     }
   }
