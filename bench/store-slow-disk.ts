@@ -7,7 +7,7 @@
 // device and every police POST. Prints the loop's delay percentiles and its
 // longest stall, the acknowledgement latency, and the store's WAL restarts.
 //
-//   npm run bench:slow-disk [-- --fsync-ms 300 --rate 2 --sec 30 --write-kb 16 --restart-frames 64]
+//   npm run bench:slow-disk [-- --fsync-ms 300 --rate 1 --sec 30 --write-kb 16 --restart-frames 32]
 import { spawn } from 'node:child_process';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
@@ -22,12 +22,12 @@ const { values: args } = parseArgs({
   options: {
     'fsync-ms': { type: 'string', default: '300' },
     /** Writes a second: a quiet night is a few (presence chunks, the odd alert), so checkpoints catch up between them. */
-    rate: { type: 'string', default: '2' },
+    rate: { type: 'string', default: '1' },
     sec: { type: 'string', default: '30' },
     /** Bytes per write, in KiB: 16 is four pages. */
     'write-kb': { type: 'string', default: '16' },
     /** The store restarts its WAL past this many frames (the gateway: 4,096); small, so that a short run restarts it several times. */
-    'restart-frames': { type: 'string', default: '64' },
+    'restart-frames': { type: 'string', default: '32' },
     child: { type: 'boolean', default: false },
   },
   strict: true,

@@ -26,8 +26,8 @@ const HOLD_MAX_MS = 1000;
 const WORKING_RECHECK_MS = 20;
 /** Between the end of one hold and the next at least this, doubled after each restart that failed (up to 16 times). */
 const HOLD_GAP_MS = 1000;
-/** A WAL this many times past RESTART_WAL_FRAMES means restarts keep failing: said once, in a warning. */
-const WAL_GROWTH_WARNING_FACTOR = 4;
+/** This many restarts in a row that failed are said once, in a warning: the WAL grows meanwhile. */
+const FAILED_RESTARTS_WARNING = 3;
 
 /**
  * The restart handshake, in shared memory so that neither side acts on a
@@ -83,7 +83,6 @@ export class Checkpointer {
   private lastHoldEnd = -Infinity;
   /** Restarts asked for in a row that did not happen: each doubles the gap before the next. */
   private failedInRow = 0;
-  private walGrowthWarned = false;
   private restartState = new Int32Array(new SharedArrayBuffer(4));
 
   constructor(
@@ -150,7 +149,6 @@ export class Checkpointer {
       if (this.state.lastError) this.log.warn({ walFrames: report.walFrames }, 'WAL checkpoints work again');
       this.state.lastError = null;
       if (report.hold !== null) this.noteRestart(report.hold, report.restarted, report.skipped);
-      this.watchGrowth();
       // Unpinned (the first hold expired, or a restart's write failed), the next write of the gateway's could restart the WAL: a restart pins again.
       if (report.hold === null && (!report.pinned || (report.walFrames ?? 0) > this.restartWalFrames)) this.requestRestart();
       return;
@@ -164,6 +162,7 @@ export class Checkpointer {
   private noteRestart(hold: number, restarted: boolean, skipped: boolean): void {
     if (restarted) {
       this.state.restarts++;
+      if (this.failedInRow >= FAILED_RESTARTS_WARNING) this.log.warn({ failedBefore: this.failedInRow }, 'the WAL restarts again');
       this.failedInRow = 0;
       return;
     }
@@ -171,19 +170,11 @@ export class Checkpointer {
     if (hold === 0 && !skipped) return;
     // A reader of the gateway's still in older frames, a hold that expired before the worker began, a lock held elsewhere: the next one tries again, later.
     this.state.restartFailures++;
-    this.failedInRow++;
     this.counters.inc('store_wal_restart_failures_total');
-  }
-
-  private watchGrowth(): void {
-    const large = this.state.walFrames > WAL_GROWTH_WARNING_FACTOR * this.restartWalFrames;
-    if (large && !this.walGrowthWarned) {
+    if (++this.failedInRow === FAILED_RESTARTS_WARNING) {
       this.log.warn({ walFrames: this.state.walFrames, restartFailures: this.state.restartFailures, code: 'STORE_WAL_GROWING' },
-        'the WAL keeps growing: its restarts keep failing (a very slow disk, or a long-open reader); alerts are unaffected, disk use grows');
-    } else if (!large && this.walGrowthWarned) {
-      this.log.warn({ walFrames: this.state.walFrames }, 'the WAL restarts again');
+        'WAL restarts keep failing (a very slow disk, or a long-open reader): the WAL grows until one succeeds; alerts are unaffected');
     }
-    this.walGrowthWarned = large;
   }
 
   private requestRestart(): void {
