@@ -106,11 +106,12 @@ export async function runSim(opts: SimRunOptions): Promise<SimRunResult> {
         break;
       }
     }
-    const pending = () => stats.deliveredTotal >= stats.sent && (!dongle || dongle.delivered() >= dongle.sent());
+    // Acknowledged too: the police get a press before its PUBACK (which waits for the store), and until then the device still holds it.
+    const pending = () => stats.deliveredTotal >= stats.sent && stats.ackedTotal >= stats.sent && (!dongle || dongle.delivered() >= dongle.sent());
     try {
-      await fleet.until(pending, opts.drainTimeoutMs, 'every press to be delivered');
+      await fleet.until(pending, opts.drainTimeoutMs, 'every press to be delivered and acknowledged');
     } catch {
-      opts.progress(`gave up after ${opts.drainTimeoutMs} ms: ${stats.sent - stats.deliveredTotal} presses not delivered`);
+      opts.progress(`gave up after ${opts.drainTimeoutMs} ms: ${stats.sent - stats.deliveredTotal} presses not delivered, ${stats.sent - stats.ackedTotal} not acknowledged`);
     }
     opts.progress(`done: ${stats.progressLine()}`);
     return { stats, reconnectMs, undelivered: stats.outstanding('delivered'), dongle: dongle?.report() ?? null };
