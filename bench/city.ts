@@ -31,9 +31,9 @@ import { readDemoKey } from '../gateway/registry/demo-credentials.ts';
 import { Fleet } from '../device-sim/fleet.ts';
 import { demoFleet, seededRandom, type SimDeviceSpec } from '../device-sim/scenarios.ts';
 import { summarizeLatencies } from '../device-sim/sim-stats.ts';
+import { fsyncShimEnv } from '../test/support/fsync-shim.ts';
 import { freePortOutsideEphemeralRange, readRssKiB, removeDir, startGateway, tempDataDir, type GatewayProcess } from '../test/support/gateway-process.ts';
 import { PoliceReceiver } from './police-receiver.ts';
-import { slowFsyncEnv } from './slow-fsync.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -318,7 +318,7 @@ async function main(): Promise<void> {
   const police = new PoliceReceiver();
   const policeUrl = await police.start();
   const dataDir = tempDataDir('safehaven-bench-city-');
-  const slowDisk = SLOW_FSYNC_MS === null ? {} : slowFsyncEnv(dataDir, SLOW_FSYNC_MS);
+  const slowDisk = SLOW_FSYNC_MS === null ? {} : fsyncShimEnv(dataDir, { delayMs: SLOW_FSYNC_MS });
   if (SLOW_FSYNC_MS !== null) progress(`slow disk: every fsync and fdatasync of the gateway waits ${SLOW_FSYNC_MS} ms more`);
   // Below the ephemeral range: an outgoing connection (the gateway's own, during its start) cannot take them first.
   const mqttPort = await freePortOutsideEphemeralRange();

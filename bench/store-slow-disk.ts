@@ -2,21 +2,24 @@
 // gateway's event loop: writes through the real store (DurableStore: commit
 // queue, WAL flusher on the thread pool, checkpoint worker) at a quiet
 // night's pace, in a child process whose every fsync and fdatasync waits
-// --fsync-ms longer (bench/slow-fsync.c, LD_PRELOAD). The store may be slow to
+// --fsync-ms longer (test/support/fsync-shim.c, LD_PRELOAD). The store may be slow to
 // acknowledge; it must never stall the event loop, which carries every other
 // device and every police POST. Prints the loop's delay percentiles and its
-// longest stall, the acknowledgement latency, and the store's WAL restarts.
+// longest stall, the fsyncs made on the main thread (the shim logs them),
+// the acknowledgement latency, and the store's WAL restarts.
 //
 //   npm run bench:slow-disk [-- --fsync-ms 300 --rate 1 --sec 30 --write-kb 16 --restart-frames 32]
 import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { nearestRank } from '../gateway/metrics/latency-window.ts';
 import { Counters } from '../gateway/metrics/counters.ts';
 import { DurableStore } from '../gateway/store/durable-store.ts';
+import { fsyncShimEnv } from '../test/support/fsync-shim.ts';
 import { removeDir, tempDataDir } from '../test/support/gateway-process.ts';
-import { slowFsyncEnv } from './slow-fsync.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -51,6 +54,10 @@ async function child(): Promise<void> {
   const dataDir = tempDataDir('safehaven-bench-slow-disk-');
   const store = new DurableStore({ dataDir, synchronous: 'full', checkpointIntervalMs: 250, restartWalFrames: RESTART_FRAMES }, new Counters(), pino({ level: 'warn' }));
   const { db, commits } = store.start();
+  // Opening the store syncs on this thread (a new WAL's header); from here on nothing may.
+  const mainLog = process.env.SAFEHAVEN_FSYNC_MAIN_LOG!;
+  const mainSyncs = () => (existsSync(mainLog) ? readFileSync(mainLog, 'utf8').split('\n').filter(Boolean).length : 0);
+  const mainSyncsAtStart = mainSyncs();
   const insert = db.prepare("INSERT INTO audit (at, actor, action, target, detail) VALUES (?, 'bench', 'write', ?, ?)");
   const detail = JSON.stringify({ note: 'x'.repeat(WRITE_KB * 1024) });
   const loop = monitorEventLoopDelay({ resolution: 1 });
@@ -73,6 +80,7 @@ async function child(): Promise<void> {
     await new Promise((resolve) => setTimeout(resolve, 1000 / RATE));
   }
   await Promise.all(writes);
+  const mainThreadSyncs = mainSyncs() - mainSyncsAtStart;
   loop.disable();
   clearInterval(ticker);
   const status = store.status();
@@ -82,7 +90,7 @@ async function child(): Promise<void> {
   const ms = (ns: number) => round(ns / 1e6);
   process.stdout.write(`${JSON.stringify({
     bench: 'store-slow-disk', fsync_ms: FSYNC_MS, rate_per_s: RATE, sec: SEC, writes: writes.length,
-    loop_delay_p50_ms: ms(loop.percentile(50)), loop_delay_p99_ms: ms(loop.percentile(99)), loop_delay_max_ms: ms(loop.max), longest_stall_ms: round(longestStall), stalls_over_50ms: stalls,
+    loop_delay_p50_ms: ms(loop.percentile(50)), loop_delay_p99_ms: ms(loop.percentile(99)), loop_delay_max_ms: ms(loop.max), longest_stall_ms: round(longestStall), stalls_over_50ms: stalls, main_thread_syncs: mainThreadSyncs,
     ack_p50_ms: round(nearestRank(acks, 50) ?? NaN), ack_p99_ms: round(nearestRank(acks, 99) ?? NaN),
     wal_flushes: status.walFlushes, checkpoints: status.checkpoint.checkpoints, wal_restarts: status.checkpoint.restarts ?? null, wal_restart_failures: status.checkpoint.restartFailures ?? null, wal_frames_at_end: status.checkpoint.walFrames,
     write_holds: status.checkpoint.holds, longest_hold_ms: status.checkpoint.longestHoldMs ?? null,
@@ -94,7 +102,7 @@ async function parent(): Promise<void> {
   try {
     process.stderr.write(`store on a slow disk: every fsync and fdatasync waits ${FSYNC_MS} ms more; ${RATE} writes/s of ${WRITE_KB} KiB for ${SEC} s, WAL restarted past ${RESTART_FRAMES} frames…\n`);
     const run = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1), '--child'], {
-      env: { ...process.env, ...slowFsyncEnv(libDir, FSYNC_MS) },
+      env: { ...process.env, ...fsyncShimEnv(libDir, { delayMs: FSYNC_MS, mainThreadLog: join(libDir, 'main-thread-syncs.log') }) },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     let out = '';
@@ -104,6 +112,7 @@ async function parent(): Promise<void> {
     const result = JSON.parse(out.trim().split('\n').pop()!) as Record<string, number>;
     process.stderr.write([
       `  event-loop delay p50 / p99 / max   ${result.loop_delay_p50_ms} / ${result.loop_delay_p99_ms} / ${result.loop_delay_max_ms} ms (gaps between 1 ms ticks: longest ${result.longest_stall_ms} ms, ${result.stalls_over_50ms} over ${STALL_MS} ms)`,
+      `  fsync / fdatasync on the main thread ${result.main_thread_syncs} (each one stalls the event loop for as long as the disk takes)`,
       `  acknowledgement p50 / p99          ${result.ack_p50_ms} / ${result.ack_p99_ms} ms (waits for the WAL flush: the slow disk shows here, and only here)`,
       `  store                              ${result.writes} writes, ${result.wal_flushes} WAL flushes, ${result.checkpoints} checkpoints, ${result.wal_restarts} WAL restarts by the checkpoint worker (${result.wal_restart_failures} failed), writes held ${result.write_holds} times (longest ${result.longest_hold_ms} ms), WAL at ${result.wal_frames_at_end} frames at the end`,
       '',

@@ -11,6 +11,7 @@ declare -A NEEDED=(
   [influxd]=influxdb
   [chromium]=chromium
   [mosquitto]=mosquitto
+  [cc]=gcc
 )
 
 # The mosquitto broker lives in /usr/sbin, which a non-root PATH may lack.
