@@ -8,7 +8,7 @@
 // longest stall, the fsyncs made on the main thread (the shim logs them),
 // the acknowledgement latency, and the store's WAL restarts.
 //
-//   npm run bench:slow-disk [-- --fsync-ms 300 --rate 1 --sec 30 --write-kb 16 --restart-frames 32]
+//   npm run bench:slow-disk [-- --fsync-ms 300 --rate 1 --sec 30 (or --writes N) --write-kb 16 --restart-frames 32]
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -27,6 +27,8 @@ const { values: args } = parseArgs({
     /** Writes a second: a quiet night is a few (presence chunks, the odd alert), so checkpoints catch up between them. */
     rate: { type: 'string', default: '1' },
     sec: { type: 'string', default: '30' },
+    /** A number of writes instead of --sec (at --rate, however late the timers run). */
+    writes: { type: 'string' },
     /** Bytes per write, in KiB: 16 is four pages. */
     'write-kb': { type: 'string', default: '16' },
     /** The store restarts its WAL past this many frames (the gateway: 4,096); small, so that a short run restarts it several times. */
@@ -41,6 +43,8 @@ const SEC = Number(args.sec);
 if (!(Number.isInteger(FSYNC_MS) && FSYNC_MS >= 0 && FSYNC_MS <= 5000)) throw new Error('--fsync-ms must be a whole number from 0 to 5000');
 if (!(RATE > 0 && RATE <= 1000)) throw new Error('--rate must be above 0 and at most 1000');
 if (!(Number.isInteger(SEC) && SEC >= 2 && SEC <= 600)) throw new Error('--sec must be a whole number from 2 to 600');
+const WRITES = args.writes === undefined ? null : Number(args.writes);
+if (WRITES !== null && !(Number.isInteger(WRITES) && WRITES >= 1)) throw new Error('--writes must be a whole number of at least 1');
 const WRITE_KB = Number(args['write-kb']);
 const RESTART_FRAMES = Number(args['restart-frames']);
 if (!(Number.isInteger(WRITE_KB) && WRITE_KB >= 1 && WRITE_KB <= 1024)) throw new Error('--write-kb must be a whole number from 1 to 1024');
@@ -74,7 +78,7 @@ async function child(): Promise<void> {
   loop.enable();
   const writes: Array<Promise<void>> = [];
   const start = performance.now();
-  for (let i = 0; performance.now() - start < SEC * 1000; i++) {
+  for (let i = 0; WRITES === null ? performance.now() - start < SEC * 1000 : i < WRITES; i++) {
     const at = performance.now();
     writes.push(commits.write(() => insert.run(Date.now(), `w${i}`, detail)).then(() => void acks.push(performance.now() - at)));
     await new Promise((resolve) => setTimeout(resolve, 1000 / RATE));
@@ -100,7 +104,7 @@ async function child(): Promise<void> {
 async function parent(): Promise<void> {
   const libDir = tempDataDir('safehaven-bench-slow-fsync-');
   try {
-    process.stderr.write(`store on a slow disk: every fsync and fdatasync waits ${FSYNC_MS} ms more; ${RATE} writes/s of ${WRITE_KB} KiB for ${SEC} s, WAL restarted past ${RESTART_FRAMES} frames…\n`);
+    process.stderr.write(`store on a slow disk: every fsync and fdatasync waits ${FSYNC_MS} ms more; ${RATE} writes/s of ${WRITE_KB} KiB, ${WRITES === null ? `for ${SEC} s` : `${WRITES} of them`}, WAL restarted past ${RESTART_FRAMES} frames…\n`);
     const run = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1), '--child'], {
       env: { ...process.env, ...fsyncShimEnv(libDir, { delayMs: FSYNC_MS, mainThreadLog: join(libDir, 'main-thread-syncs.log') }) },
       stdio: ['ignore', 'pipe', 'inherit'],

@@ -156,6 +156,7 @@ describe('Checkpointer', () => {
       });
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
+    expect(checkpointer.status().restarts).toBeGreaterThanOrEqual(1);
     expect(saltChanges).toBeLessThanOrEqual(checkpointer.status().restarts);
     expect(checkpointer.status().lastError).toBeNull();
   });

@@ -11,7 +11,7 @@ import { expect, it } from 'vitest';
 import { REPO_ROOT } from './support/gateway-process.ts';
 
 it('makes no fsync or fdatasync on the main thread while it writes, checkpoints and restarts its WAL', async () => {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'bench/store-slow-disk.ts', '--fsync-ms', '0', '--sec', '5', '--rate', '4', '--restart-frames', '16'], {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'bench/store-slow-disk.ts', '--fsync-ms', '0', '--writes', '20', '--rate', '4', '--restart-frames', '16'], {
     cwd: REPO_ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -88,6 +88,9 @@ function summary(row, restarted) {
 }
 
 function tick() {
+  // Unpinned, a checkpoint that caught up would let the gateway's next write restart the WAL on its event loop: copy
+  // nothing until a restart (the gateway asks for one on this report) pins again.
+  if (!pinned) return { busy: 0, walFrames: null, checkpointed: null, restarted: false, skipped: false };
   let row = checkpoint();
   // Frames past the pin: the WAL is not fully copied, so a read started now uses it (and pins).
   if (row.log > row.checkpointed) {

@@ -97,6 +97,8 @@ export class Checkpointer {
 
   start(): void {
     this.stopping = false;
+    this.asked = null;
+    this.failedInRow = 0;
     this.restartState = new Int32Array(new SharedArrayBuffer(4));
     // Hold 0, before the worker exists: until its first report has pinned the WAL, a write of the gateway's could still restart it.
     this.holdForRestart(0);
@@ -108,6 +110,8 @@ export class Checkpointer {
       if ('ready' in msg) this.workerReady(msg.ready);
       else this.noteReport(msg);
     });
+    // Hold 0's bound counts from when the worker runs: its boot (hundreds of ms on a loaded machine) is not its fault.
+    worker.once('online', () => this.armHoldTimer());
     worker.on('error', (err) => this.fallBack(err));
     worker.on('exit', (code) => {
       if (!this.stopping) this.fallBack(new Error(`checkpoint worker exited with code ${code}`));
@@ -123,14 +127,18 @@ export class Checkpointer {
 
   /**
    * A last checkpoint, then the worker ends (after a restart it is in the
-   * middle of); only then are held writes let go. Call before the store's
-   * last commits and before its connection closes.
+   * middle of); held writes are let go at the latest then. Call before the
+   * store's last commits and before its connection closes.
    */
   async stop(): Promise<void> {
     const worker = this.worker;
     this.worker = null;
     if (worker) {
       this.stopping = true;
+      // A worker waiting for a hold (or holding one it has not begun) skips it rather than wait out its bound.
+      Atomics.compareExchange(this.restartState, 0, RESTART_STATE.IDLE, RESTART_STATE.EXPIRED);
+      Atomics.compareExchange(this.restartState, 0, RESTART_STATE.HELD, RESTART_STATE.EXPIRED);
+      Atomics.notify(this.restartState, 0);
       // Unref'd, the worker would not keep the process alive while we wait for it: the process could exit mid-shutdown.
       worker.ref();
       const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
@@ -154,6 +162,8 @@ export class Checkpointer {
       return;
     }
     this.counters.inc('store_checkpoint_failures_total');
+    // A restart (or the first pin) that failed: counted and backed off like one that could not happen.
+    if (report.hold !== null) this.noteRestart(report.hold, false, true);
     // Commits are unaffected (the WAL only grows); one line per change of error, not one per tick.
     if (this.state.lastError !== report.error) this.log.error({ error: report.error, code: report.code ?? 'STORE_CHECKPOINT_FAILED' }, 'WAL checkpoint failed; the WAL grows until it succeeds');
     this.state.lastError = report.error;
@@ -193,22 +203,13 @@ export class Checkpointer {
     Atomics.notify(this.restartState, 0);
   }
 
-  /** Held until the worker's report on this hold, its death, or HOLD_MAX_MS if it has not begun by then. */
+  /** Held until the worker's report on this hold, its death, or HOLD_MAX_MS if it has not begun by then (for hold 0, from when the worker is online). */
   private holdForRestart(id: number): void {
     this.holdId = id;
     this.state.holds++;
     Atomics.store(this.restartState, 0, RESTART_STATE.HELD);
     const heldAt = performance.now();
     this.holdWrites(new Promise<void>((resolve) => {
-      const expire = () => {
-        // Begun already: wait until it is done (the report follows).
-        if (Atomics.compareExchange(this.restartState, 0, RESTART_STATE.HELD, RESTART_STATE.EXPIRED) === RESTART_STATE.WORKING) {
-          this.holdTimer = setTimeout(expire, WORKING_RECHECK_MS);
-        } else {
-          this.endHold();
-        }
-      };
-      this.holdTimer = setTimeout(expire, HOLD_MAX_MS);
       this.release = () => {
         if (this.holdTimer) clearTimeout(this.holdTimer);
         this.holdTimer = null;
@@ -217,7 +218,21 @@ export class Checkpointer {
         resolve();
       };
     }));
+    if (id !== 0) this.armHoldTimer();
   }
+
+  private armHoldTimer(): void {
+    if (this.release) this.holdTimer = setTimeout(this.expireHold, HOLD_MAX_MS);
+  }
+
+  private readonly expireHold = (): void => {
+    // Begun already: wait until it is done (the report follows).
+    if (Atomics.compareExchange(this.restartState, 0, RESTART_STATE.HELD, RESTART_STATE.EXPIRED) === RESTART_STATE.WORKING) {
+      this.holdTimer = setTimeout(this.expireHold, WORKING_RECHECK_MS);
+    } else {
+      this.endHold();
+    }
+  };
 
   private endHold(): void {
     const release = this.release;

@@ -183,10 +183,12 @@ export class CommitQueue {
    */
   holdWhile(until: Promise<unknown>): void {
     if (this.holds++ === 0) this.heldSince = Date.now();
-    void until.finally(() => {
+    // Settled either way: a rejected hold ends like a released one (and is not an unhandled rejection).
+    const done = () => {
       if (--this.holds === 0) this.heldSince = null;
       if (this.pending.length > 0) this.schedule();
-    });
+    };
+    until.then(done, done);
   }
 
   /** True when a write now would be queued, on a store that commits: not closed, failing or full. */
