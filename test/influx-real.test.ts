@@ -102,8 +102,9 @@ describe('a gateway with its managed influxd', () => {
   });
 
   it('writes the gateway and device_health series at its interval', async () => {
-    // Samples taken before both devices connected say fewer: wait for one taken after.
-    const gateway = await waitFor(async () => (await influxRows(influxUrl, 'SELECT * FROM gateway WHERE connected_devices = 2')).at(-1), 'a gateway point with both devices');
+    // Samples taken before both devices connected say fewer: wait for one taken after. Not the newest:
+    // InfluxDB 1.x stores each field apart, so a query racing a write can see a point with some fields missing.
+    const gateway = await waitFor(async () => (await influxRows(influxUrl, 'SELECT * FROM gateway WHERE connected_devices = 2')).at(-2), 'a gateway point with both devices, not the newest');
     // A sample can fall while a press is still being delivered: the depth is a number, not necessarily 0.
     expect(gateway).toMatchObject({ open_alerts: expect.any(Number), outbox_depth: expect.any(Number), metrics_dropped: 0 });
     expect(gateway.event_loop_lag_p99_ms).toBeGreaterThanOrEqual(0);
