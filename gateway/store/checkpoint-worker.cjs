@@ -84,13 +84,18 @@ function report(hold, run) {
 }
 
 function summary(row, restarted) {
-  return { busy: row.busy, walFrames: row.log, checkpointed: row.checkpointed, restarted, skipped: false };
+  return { walFrames: row.log, restarted, skipped: false };
+}
+
+/** A report with no checkpoint in it. */
+function noCheckpoint(restarted, skipped) {
+  return { walFrames: null, restarted, skipped };
 }
 
 function tick() {
   // Unpinned, a checkpoint that caught up would let the gateway's next write restart the WAL on its event loop: copy
   // nothing until a restart (the gateway asks for one on this report) pins again.
-  if (!pinned) return { busy: 0, walFrames: null, checkpointed: null, restarted: false, skipped: false };
+  if (!pinned) return noCheckpoint(false, false);
   let row = checkpoint();
   // Frames past the pin: the WAL is not fully copied, so a read started now uses it (and pins).
   if (row.log > row.checkpointed) {
@@ -122,18 +127,16 @@ function writeAndPin() {
 function restart() {
   unpin();
   let row;
+  let caughtUp = false;
   try {
     row = checkpoint();
-  } catch (err) {
-    pinNow(true);
-    throw err;
+    caughtUp = row.log === row.checkpointed;
+  } finally {
+    // Not caught up (a reader of the gateway's still inside older frames, or the checkpoint failed): no restart this
+    // time, pinned again; the next request tries again.
+    if (!caughtUp) pinNow(true);
   }
-  // A reader of the gateway's still inside older frames: no restart this time (pinned again), the next request tries again.
-  if (row.log > row.checkpointed) {
-    pinNow(true);
-    return summary(row, false);
-  }
-  return summary(row, writeAndPin());
+  return summary(row, caughtUp && writeAndPin());
 }
 
 /**
@@ -145,7 +148,7 @@ function restart() {
 function whileHeld(fn) {
   if (Atomics.compareExchange(handshake, 0, states.HELD, states.WORKING) !== states.HELD) {
     Atomics.store(handshake, 0, states.IDLE);
-    return { busy: 0, walFrames: null, checkpointed: null, restarted: false, skipped: true };
+    return noCheckpoint(false, true);
   }
   try {
     return fn();
@@ -157,7 +160,7 @@ function whileHeld(fn) {
 const timer = setInterval(() => report(null, tick), intervalMs);
 // Hold 0, the gateway's first: from this report on its writes only append. No checkpoint first,
 // so at most one fsync (a restart's header) before the gateway may write.
-report(0, () => whileHeld(() => ({ busy: 0, walFrames: null, checkpointed: null, restarted: writeAndPin(), skipped: false })));
+report(0, () => whileHeld(() => noCheckpoint(writeAndPin(), false)));
 /** The gateway answers `ready` by holding its writes within this, or the restart is skipped (it asks again later). */
 const READY_WAIT_MS = 1000;
 

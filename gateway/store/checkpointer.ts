@@ -47,7 +47,7 @@ const RESTART_STATE = { IDLE: 0, HELD: 1, WORKING: 2, EXPIRED: 3 } as const;
  * checkpoint ran; `skipped`: the hold had expired before the worker began;
  * `pinned`: the worker's read pins the WAL.
  */
-type WorkerReport = ({ ok: true; busy: number; walFrames: number | null; checkpointed: number | null; restarted: boolean; skipped: boolean } | { ok: false; error: string; code: string | null })
+type WorkerReport = ({ ok: true; walFrames: number | null; restarted: boolean; skipped: boolean } | { ok: false; error: string; code: string | null })
   & { hold: number | null; pinned: boolean };
 /** The worker has got to restart `ready` and waits for the gateway to hold its writes. */
 type WorkerMessage = WorkerReport | { ready: number };
@@ -149,8 +149,8 @@ export class Checkpointer {
   }
 
   private noteReport(report: WorkerReport): void {
-    if (report.hold !== null && report.hold === this.holdId) this.endHold();
-    if (report.hold !== null && report.hold === this.asked) this.asked = null;
+    if (report.hold === this.holdId) this.endHold();
+    if (report.hold === this.asked) this.asked = null;
     if (report.ok) {
       if (report.walFrames !== null) this.state.checkpoints++;
       this.state.walFrames = report.restarted ? 0 : report.walFrames ?? this.state.walFrames;

@@ -324,17 +324,15 @@ export class CommitQueue {
   status(): StoreHealth {
     const status = { ...this.health, pending: this.pending.length };
     // A hung fdatasync fails nothing by itself: nothing is acknowledged, and the store must say why.
+    // A hold that does not end (a restart's fsync that never returns) is the same: nothing is acknowledged.
+    const now = Date.now();
     const stallMs = this.opts.flushStallMs ?? FLUSH_STALL_MS;
-    const oldest = this.flushAskedAt[0];
-    const stalledMs = oldest === undefined ? 0 : Date.now() - oldest;
-    if (stalledMs > stallMs) {
-      return { ...status, ok: false, lastError: `WAL flush not finished after ${Math.round(stalledMs / 1000)} s: the disk is not answering; nothing is acknowledged meanwhile`, lastErrorAt: oldest! };
-    }
-    const heldMs = this.heldSince === null ? 0 : Date.now() - this.heldSince;
-    if (heldMs > stallMs) {
-      return { ...status, ok: false, lastError: `writes held ${Math.round(heldMs / 1000)} s for a WAL restart that has not finished: the disk is not answering; nothing is acknowledged meanwhile`, lastErrorAt: this.heldSince! };
-    }
-    return status;
+    const stalled = (since: number | undefined | null, what: (seconds: number) => string): StoreHealth | null =>
+      since == null || now - since <= stallMs ? null
+        : { ...status, ok: false, lastError: `${what(Math.round((now - since) / 1000))}: the disk is not answering; nothing is acknowledged meanwhile`, lastErrorAt: since };
+    return stalled(this.flushAskedAt[0], (s) => `WAL flush not finished after ${s} s`)
+      ?? stalled(this.heldSince, (s) => `writes held ${s} s for a WAL restart that has not finished`)
+      ?? status;
   }
 
   /** Commits what is pending and waits until every batch is flushed and its callers told. */
