@@ -149,7 +149,8 @@ export class AlertRepo {
       outboxFor: db.prepare('SELECT * FROM outbox WHERE alert_id = ? ORDER BY target DESC'),
       timeline: db.prepare('SELECT at, kind, state, actor, detail FROM alert_events WHERE alert_id = ? ORDER BY id'),
       listOpen: db.prepare(`SELECT ${ALERT_SELECT} FROM alerts WHERE resolved_at IS NULL ORDER BY priority DESC, received_at LIMIT ?`).raw(),
-      listAll: db.prepare(`SELECT ${ALERT_SELECT} FROM alerts ORDER BY received_at DESC LIMIT ?`).raw(),
+      // Newest stored first: alerts are inserted as they are received, so the rowid is that order, with no index to keep.
+      listAll: db.prepare(`SELECT ${ALERT_SELECT} FROM alerts ORDER BY rowid DESC LIMIT ?`).raw(),
       highestSeq: db.prepare('SELECT max(seq) FROM alerts WHERE device_id = ?').pluck(),
     };
   }

@@ -153,6 +153,11 @@ const MIGRATIONS: readonly string[] = [
   DROP INDEX alerts_unreminded;
   CREATE INDEX alerts_unreminded ON alerts(coalesce(reminded_at, received_at)) WHERE resolved_at IS NULL AND acked_at IS NULL;
   `,
+  // Only "every alert, newest first" read this index, and the rowid (insertion order) says the same
+  // without one: an index written by every alert (a random page of the WAL each time) for a listing.
+  `
+  DROP INDEX IF EXISTS alerts_received;
+  `,
 ];
 
 const BUSY_TIMEOUT_MS = 250;
