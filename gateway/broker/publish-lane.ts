@@ -70,22 +70,10 @@ function wholeQos0Publish(parser: LaneParser, buf: Buffer): PublishPacket | null
 }
 type PacketListener = (this: LaneParser, packet: { cmd: string }) => void;
 
-const uncork = (conn: Writable) => conn.uncork();
-
-/**
- * The PUBACK aedes would write for a QoS 1 publish a lane took; nothing to a
- * connection already gone (the device resends). The commit that made the
- * event durable also announced it ("received", usually "dispatched" too),
- * and aedes writes those acks from setImmediate callbacks queued before this
- * one: holding the connection corked until this turn's immediates have run
- * sends the three in one write instead of three (one syscall and one TCP
- * segment, not three, per alert), at no cost in latency.
- */
+/** The PUBACK aedes would write for a QoS 1 publish a lane took; nothing to a connection already gone (the device resends). */
 export function writePuback(client: Client, messageId: number): void {
   const c = client as unknown as ClientInternals;
   if (c.closed || !c.connected) return;
-  c.conn.cork();
-  setImmediate(uncork, c.conn);
   mqttPacket.writeToStream({ cmd: 'puback', messageId }, c.conn);
 }
 
