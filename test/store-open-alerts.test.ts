@@ -51,6 +51,18 @@ describe('open alerts in the store', () => {
     expect(repo.dueReminders(T0 + 100, 10).map((a) => a.id).sort()).toEqual(['al-1', 'al-2']);
   });
 
+  it('lists every alert newest stored first, also after the clock stepped back (migration 7: no receive-time index)', () => {
+    const db = open(freshDir());
+    const repo = new AlertRepo(db);
+    // al-3 is stored last with the earliest receive time: a wall clock set back between two presses.
+    for (const n of [2, 5]) store(repo, n);
+    const stepped = alert(3);
+    repo.insert({ ...stepped, receivedAt: T0 - 60_000 }, { alertId: stepped.id, target: 'primary', route: 'default', priority: 100, createdAt: T0 - 60_000, nextAt: T0 - 60_000 });
+    expect(repo.list({ limit: 10 }).map((a) => a.id)).toEqual(['al-3', 'al-5', 'al-2']);
+    expect(repo.list({ limit: 2 }).map((a) => a.id)).toEqual(['al-3', 'al-5']);
+    expect(db.prepare("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'alerts_received'").pluck().get()).toBe(0);
+  });
+
   it('treats a resolved row without resolved_at, from before migration 6, as closed once migrated', () => {
     const dir = freshDir();
     const db = open(dir);
