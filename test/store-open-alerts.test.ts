@@ -51,6 +51,24 @@ describe('open alerts in the store', () => {
     expect(repo.dueReminders(T0 + 100, 10).map((a) => a.id).sort()).toEqual(['al-1', 'al-2']);
   });
 
+  it('reads every column of an alert into its own field (rows come back as arrays, by position)', () => {
+    const db = open(freshDir());
+    const repo = new AlertRepo(db);
+    store(repo, 1);
+    db.prepare(`UPDATE alerts SET state = 'escalated', clock_skew = 1, case_id = 'case-7', delivered_at = ${T0 + 11}, acked_at = ${T0 + 12},
+      acked_by = 'op-1', resolved_at = ${T0 + 13}, resolved_by = 'op-2', outcome = 'other', note = 'a note', escalated_at = ${T0 + 14},
+      reminded_at = ${T0 + 15}, police_status = 'arrived', updated_at = ${T0 + 16} WHERE id = 'al-1'`).run();
+    const expected: AlertRecord = {
+      ...alert(1), state: 'escalated', clockSkew: true, caseId: 'case-7', deliveredAt: T0 + 11, ackedAt: T0 + 12, ackedBy: 'op-1',
+      resolvedAt: T0 + 13, resolvedBy: 'op-2', outcome: 'other', note: 'a note', escalatedAt: T0 + 14, remindedAt: T0 + 15,
+      policeStatus: 'arrived', updatedAt: T0 + 16,
+    };
+    expect(repo.get('al-1')).toEqual(expected);
+    expect(repo.list({ limit: 1 })).toEqual([expected]);
+    // The state advance reads its row back through RETURNING.
+    expect(repo.advance('al-1', 'resolved', T0 + 20, 'op-2')).toEqual({ ...expected, state: 'resolved', updatedAt: T0 + 20 });
+  });
+
   it('lists every alert newest stored first, also after the clock stepped back (migration 7: no receive-time index)', () => {
     const db = open(freshDir());
     const repo = new AlertRepo(db);
