@@ -75,7 +75,7 @@ async function main(): Promise<void> {
     const start = performance.now();
     const commits0 = store.status().commits;
     let dispatched: string[] = [];
-    let waits: Array<Promise<unknown>> = [];
+    const waits: Array<Promise<unknown>> = [];
     for (let n = 0; n < ALERTS; n += PER_TURN) {
       const now = Date.now();
       const delivering = dispatched;
@@ -94,7 +94,6 @@ async function main(): Promise<void> {
     }
     for (const id of dispatched) waits.push(deliver(id, Date.now()));
     await Promise.all(waits);
-    waits = [];
     const wallS = (performance.now() - start) / 1000;
     const status = store.status();
     const result = {

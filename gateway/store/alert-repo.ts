@@ -224,7 +224,7 @@ export class AlertRepo {
 
   /** Alerts still undelivered at `receivedBefore` whose escalation has not been decided, with their primary route. */
   overdueForEscalation(receivedBefore: number, limit: number): Array<AlertRecord & { route: string }> {
-    return (this.stmts.overdue.all(receivedBefore, limit) as Array<[...AlertRow, route: string]>).map((r) => ({ ...alertFromRow(r), route: r[ALERT_COLUMNS.length] as string }));
+    return (this.stmts.overdue.all(receivedBefore, limit) as Array<[...AlertRow, route: string]>).map((r) => ({ ...alertFromRow(r), route: r[ALERT_COLUMNS.length] }));
   }
 
   markEscalated(alertId: string, at: number): boolean {
