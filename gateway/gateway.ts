@@ -30,6 +30,7 @@ import { Counters } from './metrics/counters.ts';
 import type { LatencyQuery } from './metrics/latency-query.ts';
 import type { LatencyRecorder } from './metrics/latency-recorder.ts';
 import { Metrics } from './metrics/metrics.ts';
+import { RuntimeMonitor } from './metrics/runtime-monitor.ts';
 import { AlertBus } from './pipeline/alert-bus.ts';
 import { AlertIntake } from './pipeline/alert-intake.ts';
 import { SeqWindow } from './pipeline/seq-window.ts';
@@ -138,6 +139,7 @@ export class Gateway {
   private supervisor: Supervisor | null = null;
   private troubles: TroubleBook | null = null;
   private feed: FeedHub | null = null;
+  private readonly runtime = new RuntimeMonitor();
   /** The in-process police stand-in when no police URL is configured. */
   policeSim: PoliceSim | null = null;
   info: GatewayInfo | null = null;
@@ -148,6 +150,7 @@ export class Gateway {
   }
 
   async start(): Promise<GatewayInfo> {
+    this.runtime.start();
     const store = await this.openStore();
     const adminToken = this.config.adminToken
       ? { value: this.config.adminToken, source: 'SAFEHAVEN_ADMIN_TOKEN' }
@@ -382,6 +385,7 @@ export class Gateway {
       serial,
       supervision: { ...this.supervisor!.status(), openTroubles: this.troubles!.openCount() },
       feed: this.feed?.status() ?? null,
+      runtime: this.runtime.status(),
       counters: this.counters.snapshot(),
     };
   }
@@ -404,6 +408,7 @@ export class Gateway {
     await this.troubles?.stop();
     await this.store?.stop();
     await this.policeSim?.stop();
+    this.runtime.stop();
     this.http = this.broker = this.dispatcher = this.store = this.serial = this.metrics = this.supervisor = this.troubles = this.feed = null;
   }
 }
