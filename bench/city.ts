@@ -256,21 +256,22 @@ interface TimedPresses {
   cpu: { bench: number; gateway: number };
   /** CPU µs of the server's main thread per timed press, the fleet's heartbeats meanwhile included (the gateway's event loop; mosquitto has one thread). */
   mainThreadUsPerPress: number | null;
-  /** The server's /healthz just before and just after the timed presses (the gateway only). */
-  health: [GatewayHealth | null, GatewayHealth | null] | null;
+  /** The server's /healthz just before and just after the timed presses, and the seconds between (the gateway only). */
+  health: { before: GatewayHealth | null; after: GatewayHealth | null; seconds: number } | null;
 }
 
-/** WARMUP_SEC of presses at the rate, then, at once, the timed ones, CPU measured over those only. */
+/** WARMUP_SEC of presses at the rate, then the timed ones (with `health`, after one /healthz read), CPU measured over those only. */
 async function timedPresses(fleet: Fleet, police: PoliceReceiver, pid: number, label: string, health?: () => Promise<GatewayHealth | null>): Promise<TimedPresses> {
   // Its own device order: the timed presses must not begin with exactly the devices the warm-up just pressed.
   const warmup = WARMUP_SEC > 0 ? await pressAtRate(fleet, police, RATE, WARMUP_SEC, `${label} (warm-up, not timed)`, 7) : null;
   const health0 = (await health?.()) ?? null;
+  const health0At = performance.now();
   const main0 = cpuMicros(pid, pid);
   const cpu0 = { bench: process.cpuUsage(), gateway: cpuMicros(pid), at: performance.now() };
   const timed = await pressAtRate(fleet, police, RATE, CRIT_SEC, label, 42);
   const cpu = cpuShare(cpu0, pid);
   const mainThreadUsPerPress = timed.pressed ? Math.round((cpuMicros(pid, pid) - main0) / timed.pressed) : null;
-  const healths = health ? [health0, await health()] as [GatewayHealth | null, GatewayHealth | null] : null;
+  const healths: TimedPresses['health'] = health ? { before: health0, after: await health(), seconds: (performance.now() - health0At) / 1000 } : null;
   progress(`${label}: cold start (warm-up p99) ${warmup?.p99 ?? '—'} ms, ${warmup?.missing ?? 0} of its presses missing; CPU: bench process ${cpu.bench}% of a core, server ${cpu.gateway}%, its main thread ${mainThreadUsPerPress} µs per timed press (heartbeats included)`);
   // A press lost in the warm-up is lost all the same.
   const result = { ...timed, missing: (timed.missing ?? 0) + (warmup?.missing ?? 0) };
@@ -430,7 +431,7 @@ async function main(): Promise<void> {
       // A supervision storm (devices judged offline, then back) would be part of the gateway's load.
       const health1 = await gatewayHealth(httpPort);
       progress(`gateway store during the critical path: ${storeLine(health0, health1, critical.pressed ?? 0)}`);
-      runtime = runtimeDuring(critTimed.health, CRIT_SEC);
+      runtime = runtimeDuring(critTimed.health);
       progress(`gateway runtime during the timed presses: ${runtimeLine(runtime)}`);
       progress(`gateway supervision after the critical path: ${supervisionLine(health1)}`);
     }
@@ -498,7 +499,7 @@ async function main(): Promise<void> {
       warmup_s: WARMUP_SEC, cold_p99_ms: critTimed?.coldP99 ?? null, baseline_cold_p99_ms: baseTimed?.coldP99 ?? null,
       cpu_pct_during_critical: critTimed?.cpu ?? null, cpu_pct_during_baseline: baseTimed?.cpu ?? null,
       main_thread_us_per_press: critTimed?.mainThreadUsPerPress ?? null,
-      gc_minor_per_s: runtime?.minorPerS ?? null, gc_minor_mean_ms: runtime?.minorMeanMs ?? null, gc_major: runtime?.major ?? null,
+      gc_minor_per_s: runtime?.minorPerS ?? null, gc_minor_mean_ms: runtime?.minorMeanMs ?? null, gc_major: runtime?.major ?? null, gc_major_ms: runtime?.majorMs ?? null,
       loop_stalls_over_20ms: runtime?.stalls ?? null, loop_stalls_over_100ms: runtime?.longStalls ?? null,
       devices: CRIT_DEVICES, rate_per_s: critical.achievedRate, timed_presses: critical.count, missing_presses: critical.missing,
       baseline_missing: baseline.missing, burst_devices: BURST_DEVICES,
@@ -585,7 +586,8 @@ function supervisionLine(health: GatewayHealth | null): string {
 
 interface RuntimeDuring {
   minorPerS: number;
-  minorMeanMs: number;
+  /** null: no scavenge in between. */
+  minorMeanMs: number | null;
   major: number;
   /** Main-thread pause of those major GCs together (their concurrent marking runs on other threads, on the same 2 cores). */
   majorMs: number;
@@ -594,13 +596,15 @@ interface RuntimeDuring {
 }
 
 /** GC pauses and event-loop stalls of the gateway between two /healthz reads: where a tail comes from. */
-function runtimeDuring(health: TimedPresses['health'], seconds: number): RuntimeDuring | null {
-  const [before, after] = health?.map((h) => h?.runtime) ?? [];
-  if (!before || !after) return null;
+function runtimeDuring(health: TimedPresses['health']): RuntimeDuring | null {
+  const before = health?.before?.runtime;
+  const after = health?.after?.runtime;
+  if (!health || !before || !after) return null;
   const minor = after.gc.minor.count - before.gc.minor.count;
   return {
-    minorPerS: round(minor / seconds, 1)!,
-    minorMeanMs: round(minor ? (after.gc.minor.totalMs - before.gc.minor.totalMs) / minor : 0, 1)!,
+    // Over the time between the readings: the presses may outlast their nominal seconds (late arrivals, a lower rate).
+    minorPerS: round(minor / health.seconds, 1)!,
+    minorMeanMs: minor ? round((after.gc.minor.totalMs - before.gc.minor.totalMs) / minor, 1) : null,
     major: after.gc.major.count - before.gc.major.count,
     majorMs: round(after.gc.major.totalMs - before.gc.major.totalMs, 1)!,
     stalls: after.eventLoop.stallsOver20Ms - before.eventLoop.stallsOver20Ms,
@@ -610,8 +614,8 @@ function runtimeDuring(health: TimedPresses['health'], seconds: number): Runtime
 
 function runtimeLine(r: RuntimeDuring | null): string {
   if (!r) return 'unavailable';
-  return `${r.minorPerS} scavenges a second (mean pause ${r.minorMeanMs} ms), ${r.major} major GCs (${r.majorMs} ms of pause); ` +
-    `event-loop stalls over 20 ms: ${r.stalls}, over 100 ms: ${r.longStalls}`;
+  return `${r.minorPerS} scavenges a second (mean pause ${r.minorMeanMs ?? '—'} ms), ${r.major} major GCs (${r.majorMs} ms of pause); ` +
+    `event loop late by 20 ms or more: ${r.stalls} times, by 100 ms or more: ${r.longStalls}`;
 }
 
 /** Store transactions and WAL flushes between two /healthz reads, per alert: what group commit achieved. */

@@ -150,7 +150,6 @@ export class Gateway {
   }
 
   async start(): Promise<GatewayInfo> {
-    this.runtime.start();
     const store = await this.openStore();
     const adminToken = this.config.adminToken
       ? { value: this.config.adminToken, source: 'SAFEHAVEN_ADMIN_TOKEN' }
@@ -179,6 +178,8 @@ export class Gateway {
       policeUrl: pipeline.policeUrl, policeSimulator: this.policeSim !== null, adminTokenSource: adminToken.source, influx: this.metrics!.describe(),
       sites: counts.sites, devices: counts.devices,
     };
+    // From here on: start-up work (seeding, loading the registry) is not a stall of a running gateway.
+    this.runtime.start();
     return this.info;
   }
 
@@ -392,6 +393,7 @@ export class Gateway {
 
   /** Stops taking new work first, then lets in-flight work finish, then closes the store. */
   async stop(): Promise<void> {
+    this.runtime.stop();
     if (this.presenceTimer) clearInterval(this.presenceTimer);
     this.supervisor?.stop();
     // Live feeds never end by themselves: close them, or the server would wait for them.
@@ -408,7 +410,6 @@ export class Gateway {
     await this.troubles?.stop();
     await this.store?.stop();
     await this.policeSim?.stop();
-    this.runtime.stop();
     this.http = this.broker = this.dispatcher = this.store = this.serial = this.metrics = this.supervisor = this.troubles = this.feed = null;
   }
 }

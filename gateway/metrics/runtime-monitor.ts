@@ -1,13 +1,20 @@
 // What the JavaScript runtime itself costs the event loop: garbage-collector
-// pauses and event-loop stalls, counted since start so that any two readings
-// of /healthz can be subtracted (the city bench does, around its presses).
-// Every alert waits behind a pause like any other work, so a stall here is a
-// stall of the alert path; an operator sees it without a profiler.
+// pauses and event-loop stalls, counted since the gateway is ready so that
+// any two readings of /healthz can be subtracted (the city bench does, around
+// its presses). Every alert waits behind a pause like any other work, so a
+// stall here is a stall of the alert path; an operator sees it without a
+// profiler. HealthSampler's event-loop histogram cannot serve: it is reset
+// at every InfluxDB sample, and a histogram cannot count separate stalls.
 import { constants, PerformanceObserver, type NodeGCPerformanceDetail, type PerformanceEntry } from 'node:perf_hooks';
+import { getHeapStatistics } from 'node:v8';
 
-/** Lag is sampled this often by an unref'd timer: about 50 wake-ups a second, nothing measurable. */
-export const LAG_SAMPLE_MS = 20;
-/** Stalls at least this long are counted (beyond a scavenge's few ms), and at least the long one (a major GC, a big transaction). */
+/**
+ * Lag is sampled this often by an unref'd timer (100 wake-ups a second,
+ * nothing measurable). A stall shows as the next sample's lateness, less the
+ * part of the interval it overlapped: every stall of threshold + this is counted.
+ */
+export const LAG_SAMPLE_MS = 10;
+/** Lateness at least this long is counted (beyond a scavenge's few ms), and at least the long one (a major GC, a big transaction). */
 const STALL_MS = 20;
 const LONG_STALL_MS = 100;
 
@@ -18,11 +25,16 @@ export interface PauseStats {
 }
 
 export interface RuntimeStatus {
-  /** Main-thread pauses by collector: `minor` (scavenges), `major` (mark-compact), `incremental` (marking steps). */
+  /**
+   * Main-thread pauses by collector: `minor` (scavenges), `major`
+   * (mark-compact), `incremental` (the start of incremental marking; its
+   * later steps are not reported by V8 and show only as event-loop lateness).
+   * Weak-callback entries are left out.
+   */
   gc: { minor: PauseStats; major: PauseStats; incremental: PauseStats };
-  /** Timer lateness beyond its interval: what a press arriving then also waited. */
+  /** Times a timer ran this late or later (what a press arriving then also waited), and the latest it ran. */
   eventLoop: { sampleMs: number; stallsOver20Ms: number; stallsOver100Ms: number; maxLagMs: number };
-  heapUsedMb: number;
+  heapUsedMiB: number;
 }
 
 const KINDS: ReadonlyMap<number, keyof RuntimeStatus['gc']> = new Map([
@@ -44,6 +56,7 @@ export class RuntimeMonitor {
   private lastTick = 0;
 
   start(): void {
+    if (this.timer) return;
     this.observer = new PerformanceObserver((list) => {
       for (const entry of list.getEntries()) this.notePause(entry);
     });
@@ -65,7 +78,7 @@ export class RuntimeMonitor {
     return {
       gc: { minor: copy(this.gc.minor), major: copy(this.gc.major), incremental: copy(this.gc.incremental) },
       eventLoop: { sampleMs: LAG_SAMPLE_MS, stallsOver20Ms: this.stalls, stallsOver100Ms: this.longStalls, maxLagMs: round(this.maxLagMs) },
-      heapUsedMb: Math.round(process.memoryUsage().heapUsed / 1048576),
+      heapUsedMiB: Math.round(getHeapStatistics().used_heap_size / 1048576),
     };
   }
 
