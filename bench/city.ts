@@ -28,13 +28,13 @@ import { loadavg, tmpdir, cpus } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
+import type { RuntimeStatus } from '../gateway/metrics/runtime-monitor.ts';
 import { readDemoKey } from '../gateway/registry/demo-credentials.ts';
 import { Fleet } from '../device-sim/fleet.ts';
 import { demoFleet, seededRandom, type SimDeviceSpec } from '../device-sim/scenarios.ts';
 import { summarizeLatencies } from '../device-sim/sim-stats.ts';
 import { fsyncShimEnv } from '../test/support/fsync-shim.ts';
 import { freePortOutsideEphemeralRange, readRssKiB, removeDir, startGateway, tempDataDir, type GatewayProcess } from '../test/support/gateway-process.ts';
-import type { RuntimeStatus } from '../gateway/metrics/runtime-monitor.ts';
 import { PoliceReceiver } from './police-receiver.ts';
 
 const { values: args } = parseArgs({

@@ -92,7 +92,7 @@ describe('tokens and roles', () => {
     const { status, json } = await gw.api('GET', '/healthz', undefined, null);
     expect(status).toBe(200);
     expect(json).toMatchObject({ status: 'ok', broker: { status: 'ok' }, store: { status: 'ok' }, police: { simulator: false } });
-    // What the runtime costs the event loop, since start: GC pauses by collector, stalls.
+    // What the runtime costs the event loop, since the gateway was ready: GC pauses by collector, late ticks.
     expect(json.runtime).toMatchObject({
       gc: { minor: { count: expect.any(Number), maxMs: expect.any(Number) }, major: { count: expect.any(Number) } },
       eventLoop: { stallsOver20Ms: expect.any(Number), stallsOver100Ms: expect.any(Number), maxLagMs: expect.any(Number) },
