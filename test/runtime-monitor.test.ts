@@ -28,7 +28,7 @@ describe('runtime monitor', () => {
     monitor.start();
     await sleep(LAG_SAMPLE_MS * 3);
     const before = monitor.status().eventLoop;
-    // 50 samples' worth: counted per missed sample, this would be about 50 stalls.
+    // 25 samples' worth: counted per missed sample, this would be about 25 stalls.
     blockFor(500);
     await sleep(LAG_SAMPLE_MS * 3);
     const after = monitor.status().eventLoop;
